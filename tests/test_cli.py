@@ -1,0 +1,78 @@
+"""The command line as a user runs it: a subprocess, real files."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run(*args, env=None):
+    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "wlm", *args], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=e)
+
+
+def test_help_for_every_command():
+    for cmd in ("download", "train", "eval", "generate"):
+        r = run(cmd, "--help")
+        assert r.returncode == 0 and "usage: python -m wlm " + cmd in r.stdout
+
+
+def test_eval_json(tiny_checkpoint, tiny_dir):
+    r = run("eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"model", "size_mb", "loss", "ppl", "seconds", "tokens_per_s", "tokens"} <= set(out)
+    assert out["model"] == "fp32" and out["tokens"] == 199 and out["loss"] > 0
+    q = json.loads(run("eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "200",
+                       "--quantize", "--json").stdout)
+    assert q["model"] == "qint8" and q["size_mb"] < out["size_mb"]
+    assert abs(q["loss"] - out["loss"]) < 0.05
+
+
+def test_eval_reads_wlm_data(tiny_checkpoint, tiny_dir):
+    r = run("eval", "--checkpoint", str(tiny_checkpoint), "--max-tokens", "50", "--json", env={"WLM_DATA": str(tiny_dir)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["tokens"] == 49
+
+
+def test_generate_text_and_json(tiny_checkpoint):
+    a = run("generate", "--checkpoint", str(tiny_checkpoint), "--words", "12", "--seed", "5", "--prompt", "w1 zebra")
+    b = run("generate", "--checkpoint", str(tiny_checkpoint), "--words", "12", "--seed", "5", "--prompt", "w1 zebra",
+            "--json")
+    assert a.returncode == 0 and b.returncode == 0
+    out = json.loads(b.stdout)
+    assert len(out["words"]) == 12 and out["unknown"] == ["zebra"]
+    assert a.stdout.split() == [w for w in out["words"] if w != "<eos>"]
+    assert "zebra" in a.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (("generate", "--words", "0"), "expected a positive integer"),
+    (("generate", "--words", "5000"), "words must be an integer from 1 to 1000"),
+    (("generate", "--temperature", "-2"), "expected a finite number >= 0"),
+    (("eval", "--split", "dev"), "invalid choice"),
+    (("eval", "--checkpoint", "/no/such.safetensors"), "checkpoint not found"),
+    (("eval", "--data", "/no/such/dir"), "WikiText-2 not found"),
+    (("train", "--data", "/no/such/dir", "--dry-run"), "WikiText-2 not found"),
+])
+def test_bad_arguments_give_one_line_and_nonzero_exit(args, message, tiny_checkpoint):
+    args = list(args)
+    if args[0] in ("generate", "eval") and "--checkpoint" not in args:
+        args += ["--checkpoint", str(tiny_checkpoint)]
+    r = run(*args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert message in r.stderr.strip().splitlines()[-1]
+
+
+def test_bench_json(tiny_checkpoint, tiny_dir):
+    r = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "100",
+            "--words", "10", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [row["model"] for row in out["rows"]] == ["fp32", "qint8"]
+    assert set(out["generation"]) == {"fp32", "qint8"} and out["machine"]["threads"] == 1

@@ -1,0 +1,98 @@
+"""The download code against a local HTTP server serving the shared WikiText-2 files."""
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from wlm.download import SHA256, DownloadError, download, sha256_file
+
+pytestmark = pytest.mark.wikitext
+
+
+@pytest.fixture(scope="module")
+def server(wikitext):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            mode, _, name = self.path.strip("/").partition("/")
+            if name not in SHA256:
+                self.send_error(404)
+                return
+            body = (wikitext / name).read_bytes()
+            if mode == "corrupt":
+                body = body[:1000] + bytes([body[1000] ^ 1]) + body[1001:]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if mode == "drop":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_download_verifies_and_reports_progress(server, tmp_path):
+    seen = {}
+    paths = download(tmp_path, mirror=f"{server}/good",
+                     progress_factory=lambda name: (lambda d, t: seen.__setitem__(name, (d, t))))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.txt", "train.txt", "valid.txt"]
+    for name, path in paths.items():
+        assert sha256_file(path) == SHA256[name]
+        assert seen[name][0] == seen[name][1] == path.stat().st_size
+
+
+def test_checksum_mismatch_names_the_file_and_leaves_nothing(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"train\.txt: sha256 mismatch"):
+        download(tmp_path, mirror=f"{server}/corrupt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dropped_connection_leaves_no_partial_file(server, tmp_path):
+    with pytest.raises(DownloadError):
+        download(tmp_path, mirror=f"{server}/drop")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_files_are_kept_and_a_bad_one_is_not_overwritten(server, tmp_path):
+    download(tmp_path, mirror=f"{server}/good")
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    download(tmp_path, mirror=f"{server}/corrupt")          # all present and valid: nothing fetched
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
+def test_no_network_fails_fast_with_manual_instructions(tmp_path, monkeypatch):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                                                # nothing listens there
+    monkeypatch.setenv("WLM_DATA_MIRROR", f"http://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match="place the files by hand"):
+        download(tmp_path)
+    assert time.monotonic() - t0 < 10
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_download(server, tmp_path):
+    dest = tmp_path / "wt2"
+    r = subprocess.run([sys.executable, "-m", "wlm", "download", "--dest", str(dest), "--mirror", f"{server}/good"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "sha256 verified" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "wlm", "download", "--dest", str(tmp_path / "x"), "--mirror",
+                        f"{server}/corrupt"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: train.txt: sha256 mismatch")
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,50 @@
+"""The shipped checkpoint on the real WikiText-2 test split, by the tutorial's protocol."""
+import pytest
+import torch
+
+from tests.conftest import SHIPPED_CHECKPOINT
+from tests.test_quantize import sqnr_db
+from wlm.bench import compare
+from wlm.checkpoint import load_checkpoint
+from wlm.generate import GenerationConfig, generate_pair
+from wlm.quantize import quantize
+
+pytestmark = [pytest.mark.wikitext,
+              pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped checkpoint in data/ yet")]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    ck = load_checkpoint(SHIPPED_CHECKPOINT)
+    return ck, quantize(ck.model)
+
+
+def test_vocabulary_is_wikitext2(shipped, wikitext_corpus):
+    assert shipped[0].dictionary.idx2word == wikitext_corpus.dictionary.idx2word
+
+
+def test_logits_on_real_text_stay_close(shipped, wikitext_corpus):
+    """SQNR of logits over the first 2,000 test tokens: > 20 dB."""
+    ck, q = shipped
+    x = wikitext_corpus.test[:2000].view(-1, 1)
+    with torch.inference_mode():
+        ref, _ = ck.model(x, ck.model.init_hidden(1))
+        out, _ = q(x, q.init_hidden(1))
+    assert sqnr_db(ref, out) > 20
+
+
+def test_full_test_split_loss_reproduces_the_tutorial(shipped, wikitext_corpus):
+    """fp32 <= 5.17 (tutorial 5.167); qint8 within +0.01 of fp32 (tutorial +0.001)."""
+    ck, q = shipped
+    fp, qi = compare({"fp32": ck.model, "qint8": q}, wikitext_corpus.test, threads=1)
+    assert fp.tokens == 245568
+    assert fp.loss <= 5.17
+    assert abs(qi.loss_change) <= 0.01
+    assert fp.loss == pytest.approx(ck.provenance["test_loss"], abs=1e-3)
+
+
+def test_same_random_numbers_give_mostly_the_same_words(shipped):
+    ck, q = shipped
+    steps = list(generate_pair((ck.model, q), ck.dictionary, GenerationConfig(words=50, seed=0)))
+    assert steps[0].words[0] == steps[0].words[1]
+    assert sum(s.words[0] == s.words[1] for s in steps) >= 5

@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from wlm.checkpoint import load_checkpoint
+from wlm.download import corpus_sha256
+from wlm.train import TrainConfig, train
+
+
+def tiny_config(tiny_dir, out, **kw):
+    base = dict(data=str(tiny_dir), out=str(out), epochs=2, bptt=5, batch_size=4, ninp=16, nhid=12,
+                nlayers=2, dropout=0.3, save_every_s=0.0, eval_batch_size=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_cli_dry_run_writes_a_checkpoint(tiny_dir, tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = subprocess.run([sys.executable, "-m", "wlm", "train", "--data", str(tiny_dir), "--out", str(out),
+                        "--dry-run", "--epochs", "1", "--ninp", "16", "--nhid", "12", "--nlayers", "2", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)
+    assert len(record["history"]) == 1 and record["history"][0]["batches"] == 1
+    ck = load_checkpoint(out)
+    assert ck.provenance["training"]["lr"] == 20.0 and ck.provenance["data_sha256"] == corpus_sha256(tiny_dir)
+    assert ck.provenance["test_loss"] == pytest.approx(record["test_loss"])
+
+
+def test_training_lowers_the_loss_and_anneals(tiny_dir, tmp_path):
+    record = train(tiny_config(tiny_dir, tmp_path / "m.safetensors", epochs=3, lr=5.0), log=lambda s: None)
+    h = record["history"]
+    assert [e["epoch"] for e in h] == [1, 2, 3]
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    for prev, cur in zip(h, h[1:]):   # lr divided by 4 after an epoch that did not improve
+        assert cur["lr"] == (prev["lr"] if prev["best"] else prev["lr"] / 4)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_where_it_stopped(tiny_dir, tmp_path):
+    full = train(tiny_config(tiny_dir, tmp_path / "full.safetensors"), log=lambda s: None)
+
+    cfg = tiny_config(tiny_dir, tmp_path / "cut.safetensors")
+
+    def stop_in_epoch_2(epoch):
+        def progress(done, total):
+            if epoch == 2 and done == 5:
+                raise Interrupt
+        return progress
+
+    with pytest.raises(Interrupt):
+        train(cfg, log=lambda s: None, progress_factory=stop_in_epoch_2)
+    lines = []
+    batches = []
+    resumed = train(cfg, resume=True, log=lines.append,
+                    progress_factory=lambda e: (lambda d, t: batches.append((e, d))))
+    assert lines[0].startswith("resuming at epoch 2, batch 4")
+    assert batches[0] == (2, 5)                     # not a restart: picks up at batch 5 of epoch 2
+    assert [e["valid_loss"] for e in resumed["history"]] == pytest.approx(
+        [e["valid_loss"] for e in full["history"]], rel=1e-5)
+    a, b = load_checkpoint(tmp_path / "full.safetensors"), load_checkpoint(tmp_path / "cut.safetensors")
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_without_state_is_an_error(tiny_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        train(tiny_config(tiny_dir, tmp_path / "none.safetensors"), resume=True)
+
+
+def test_resume_with_other_settings_is_refused(tiny_dir, tmp_path):
+    cfg = tiny_config(tiny_dir, tmp_path / "m.safetensors", epochs=1)
+    train(cfg, log=lambda s: None)
+    from wlm.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match="bptt"):
+        train(tiny_config(tiny_dir, tmp_path / "m.safetensors", epochs=2, bptt=7), resume=True)

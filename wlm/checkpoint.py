@@ -1,0 +1,100 @@
+"""Checkpoints as data: one .safetensors file with the fp32 state_dict and, in its
+metadata, the model config, the vocabulary (id order) and provenance. No pickle."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .data import Dictionary
+from .model import LSTMModel, ModelConfig
+
+FORMAT = "wlm-checkpoint/1"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be used, with the reason."""
+
+
+@dataclass
+class Checkpoint:
+    model: LSTMModel
+    dictionary: Dictionary
+    provenance: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _atomic_save(tensors: dict, metadata: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(path, model: LSTMModel, dictionary: Dictionary, provenance: dict | None = None) -> Path:
+    """Write model weights + config + vocabulary + provenance to ``path`` atomically."""
+    path = Path(path)
+    if len(dictionary) != model.config.ntoken:
+        raise ValueError(f"dictionary has {len(dictionary)} words but the model {model.config.ntoken}")
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(model.config.to_dict()),
+        "vocab": json.dumps(dictionary.idx2word, ensure_ascii=False),
+        "provenance": json.dumps(provenance or {}),
+    }
+    _atomic_save(tensors, metadata, path)
+    return path
+
+
+def read_file(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; any failure becomes CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a readable .safetensors file (truncated or corrupted?): {e}") from e
+    return tensors, meta
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Rebuild model (fp32, eval mode) and dictionary from the file alone."""
+    tensors, meta = read_file(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a wlm checkpoint (metadata format={meta.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    try:
+        config = ModelConfig(**json.loads(meta["config"]))
+        words = json.loads(meta["vocab"])
+        provenance = json.loads(meta.get("provenance", "{}"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: broken metadata ({e})") from e
+    if len(words) != config.ntoken or len(set(words)) != len(words):
+        raise CheckpointError(f"{path}: vocabulary has {len(words)} words ({len(set(words))} distinct) "
+                              f"but the config says ntoken={config.ntoken}")
+    model = LSTMModel(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path}: state_dict keys do not match the model (missing {missing}, unexpected {extra})")
+    for k, v in expected.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{path}: {k} has shape {tuple(tensors[k].shape)}, config needs {tuple(v.shape)}")
+        if not torch.isfinite(tensors[k]).all():
+            raise CheckpointError(f"{path}: {k} holds NaN or inf values")
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return Checkpoint(model, Dictionary(words), provenance, Path(path))

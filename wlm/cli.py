@@ -1,0 +1,246 @@
+"""Command line: python -m wlm {download,train,eval,generate,bench} ..."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .data import resolve_data_dir
+
+DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"
+
+
+class CLIError(Exception):
+    """An error to print as one line, exit status 2."""
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}")
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s}")
+    return v
+
+
+def _tqdm_factory(unit: str, quiet: bool):
+    from .progress import TqdmProgress
+    return lambda name: TqdmProgress(str(name), unit=unit, disable=quiet)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_download(args) -> int:
+    from .download import download
+    dest = resolve_data_dir(args.dest)
+    paths = download(dest, mirror=args.mirror, progress_factory=_tqdm_factory("B", args.json), force=args.force)
+    if args.json:
+        print(json.dumps({k: str(v) for k, v in paths.items()}))
+    else:
+        print(f"WikiText-2 ready in {dest} (sha256 verified: {', '.join(paths)})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import TrainConfig, train
+    cfg = TrainConfig(data=str(resolve_data_dir(args.data)), out=args.out, epochs=args.epochs, lr=args.lr,
+                      clip=args.clip, batch_size=args.batch_size, bptt=args.bptt, seed=args.seed,
+                      ninp=args.ninp, nhid=args.nhid, nlayers=args.nlayers, dropout=args.dropout,
+                      amp=None if args.amp == "none" else args.amp, device=args.device,
+                      threads=args.threads, dry_run=args.dry_run, save_every_s=args.save_every)
+    if cfg.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise CLIError("--device cuda: no CUDA device is available to this torch build")
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    factory = _tqdm_factory("batch", args.json)
+    record = train(cfg, resume=args.resume, log=log,
+                   progress_factory=lambda epoch: factory(f"epoch {epoch}" if epoch else "test"))
+    if args.record:
+        with open(args.record, "w") as f:
+            json.dump(record, f, indent=1)
+    if args.json:
+        print(json.dumps(record))
+    return 0
+
+
+def _load(args):
+    """Checkpoint from --checkpoint, plus the model to use (quantized with --quantize)."""
+    from .checkpoint import load_checkpoint
+    ckpt = load_checkpoint(args.checkpoint)
+    if not args.quantize:
+        return ckpt, ckpt.model, "fp32"
+    from .quantize import TUTORIAL, quantize
+    return ckpt, quantize(ckpt.model, TUTORIAL), TUTORIAL.name
+
+
+def cmd_eval(args) -> int:
+    from .data import Corpus
+    from .evaluate import evaluate
+    from .quantize import model_size
+    ckpt, model, name = _load(args)
+    corpus = Corpus(resolve_data_dir(args.data))
+    if len(corpus.dictionary) != ckpt.model.config.ntoken or corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
+        raise CLIError(f"the corpus in {corpus.path} does not have the checkpoint's vocabulary")
+    from .progress import TqdmProgress
+    bar = TqdmProgress(f"eval {name} {args.split}", unit="tok", disable=args.json)
+    r = evaluate(model, corpus.split(args.split), max_tokens=args.max_tokens, threads=args.threads, progress=bar)
+    size = model_size(model)
+    out = {"model": name, "size_mb": round(size.total_mb, 6), **r.to_dict(), "split": args.split,
+           "threads": args.threads, "checkpoint": str(args.checkpoint)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{name}: size {size.total_mb:.3f} MB | {args.split} loss {r.loss:.4f} | ppl {r.ppl:.2f} | "
+              f"{r.tokens} tokens in {r.seconds:.1f} s ({r.tokens_per_s:.0f} tokens/s, {args.threads} thread(s))")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .generate import GenerationConfig, generate
+    ckpt, model, name = _load(args)
+    cfg = GenerationConfig(prompt=args.prompt, words=args.words, temperature=args.temperature, seed=args.seed)
+    unknown = ckpt.dictionary.encode(args.prompt).unknown
+    if unknown:
+        print(f"note: not in the vocabulary, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
+    words = []
+    from .evaluate import num_threads
+    with num_threads(args.threads):
+        for w in generate(model, ckpt.dictionary, cfg):
+            words.append(w)
+            if not args.json:
+                print("" if w == "<eos>" else w, end="\n" if w == "<eos>" else " ", flush=True)
+    if args.json:
+        print(json.dumps({"model": name, "prompt": args.prompt, "words": words, "unknown": unknown,
+                          "seed": args.seed, "temperature": args.temperature}))
+    else:
+        print()
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import compare, format_table, generation_rate, machine_info
+    from .data import Corpus
+    from .progress import TqdmProgress
+    from .quantize import TUTORIAL, quantize
+    from .checkpoint import load_checkpoint
+    ckpt = load_checkpoint(args.checkpoint)
+    models = {"fp32": ckpt.model, TUTORIAL.name: quantize(ckpt.model, TUTORIAL)}
+    corpus = Corpus(resolve_data_dir(args.data))
+    if corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
+        raise CLIError(f"the corpus in {corpus.path} does not have the checkpoint's vocabulary")
+    rows = compare(models, corpus.split(args.split), max_tokens=args.max_tokens, threads=args.threads,
+                   progress=TqdmProgress("bench", unit="tok", disable=args.json))
+    gen = {name: generation_rate(m, ckpt.dictionary, words=args.words, threads=args.threads)
+           for name, m in models.items()} if args.words else {}
+    info = machine_info(args.threads)
+    if args.json:
+        print(json.dumps({"split": args.split, "rows": [r.to_dict() for r in rows], "generation": gen,
+                          "machine": info}))
+        return 0
+    print(f"{args.split} split, {rows[0].tokens} tokens, {args.threads} thread(s), {info['cpu']}, "
+          f"torch {info['torch']}, engine {info['quantized_engine']}")
+    print(format_table(rows))
+    for name, g in gen.items():
+        print(f"generate {name:<6} {g['words_per_s']:8.1f} words/s  {g['ms_per_word']:6.2f} ms/word")
+    if len(gen) == 2:
+        a, b = gen.values()
+        print(f"generation speed-up: {b['words_per_s'] / a['words_per_s']:.2f}x")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m wlm", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("download", help="fetch WikiText-2 and verify its sha256")
+    d.add_argument("--dest", help="target folder (default: $WLM_DATA or data/wikitext-2)")
+    d.add_argument("--mirror", help="base URL replacing the canonical one (or $WLM_DATA_MIRROR)")
+    d.add_argument("--force", action="store_true", help="download again even if the files are there")
+    d.add_argument("--json", action="store_true", help="print the result as JSON")
+    d.set_defaults(func=cmd_download)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint by the tutorial's protocol (bptt 25, batch 1)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    e.add_argument("--quantize", action="store_true", help="evaluate the qint8 dynamic quantized model")
+    e.add_argument("--data", help="WikiText-2 folder (default: $WLM_DATA or data/wikitext-2)")
+    e.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    e.add_argument("--max-tokens", type=_positive_int, default=None, help="use only the first N tokens")
+    e.add_argument("--threads", type=_positive_int, default=1)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_eval)
+
+    g = sub.add_parser("generate", help="generate text word by word",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    g.add_argument("--quantize", action="store_true", help="use the qint8 dynamic quantized model")
+    g.add_argument("--prompt", default="", help="text fed before generating (empty: a random start word)")
+    g.add_argument("--words", type=_positive_int, default=100)
+    g.add_argument("--temperature", type=_nonneg_float, default=1.0, help="0 = greedy")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=_positive_int, default=1)
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.set_defaults(func=cmd_generate)
+
+    b = sub.add_parser("bench", help="measure fp32 vs qint8 in one run: size, eval time, loss, words/s",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    b.add_argument("--data", help="WikiText-2 folder (default: $WLM_DATA or data/wikitext-2)")
+    b.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    b.add_argument("--max-tokens", type=_positive_int, default=None, help="first N tokens (default: whole split)")
+    b.add_argument("--threads", type=_positive_int, default=1)
+    b.add_argument("--words", type=int, default=200, help="words generated per model for words/s (0: skip)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=cmd_bench)
+
+    t = sub.add_parser("train", help="train the model with the tutorial's recipe",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--data", help="WikiText-2 folder (default: $WLM_DATA or data/wikitext-2)")
+    t.add_argument("--out", default=DEFAULT_CHECKPOINT, help="checkpoint to write (best by valid loss)")
+    t.add_argument("--epochs", type=_positive_int, default=5)
+    t.add_argument("--lr", type=float, default=20.0)
+    t.add_argument("--clip", type=float, default=0.25)
+    t.add_argument("--batch-size", type=_positive_int, default=20)
+    t.add_argument("--bptt", type=_positive_int, default=35)
+    t.add_argument("--seed", type=int, default=1111)
+    t.add_argument("--ninp", type=_positive_int, default=512)
+    t.add_argument("--nhid", type=_positive_int, default=256)
+    t.add_argument("--nlayers", type=_positive_int, default=5)
+    t.add_argument("--dropout", type=float, default=0.5)
+    t.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype")
+    t.add_argument("--device", default="cpu", help="cpu, or cuda where present")
+    t.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
+    t.add_argument("--resume", action="store_true", help="continue from the saved training state")
+    t.add_argument("--dry-run", action="store_true", help="one batch per epoch (for tests)")
+    t.add_argument("--save-every", type=float, default=300.0, help="seconds between training-state saves")
+    t.add_argument("--record", help="also write the training record (JSON) to this file")
+    t.add_argument("--json", action="store_true", help="print the training record as JSON")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .download import DownloadError
+    from .quantize import QuantizationError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, CheckpointError, DownloadError, QuantizationError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,129 @@
+"""WikiText-2 corpus: dictionary, tokenization and batching, as in pytorch/examples.
+
+Each line is split on white space and ``<eos>`` is appended; word ids are given in
+order of first appearance over train, then valid, then test.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+EOS = "<eos>"
+UNK = "<unk>"
+SPLITS = ("train", "valid", "test")
+DEFAULT_DATA_DIR = Path("data/wikitext-2")
+
+
+def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``data`` if given, else ``$WLM_DATA``, else ``data/wikitext-2``."""
+    if data:
+        return Path(data)
+    env = os.environ.get("WLM_DATA")
+    return Path(env) if env else DEFAULT_DATA_DIR
+
+
+def tokenize_line(line: str) -> list[str]:
+    """Words of one line of text followed by ``<eos>``."""
+    return line.split() + [EOS]
+
+
+@dataclass
+class Encoded:
+    """Ids of a user text, plus the words that were read as ``<unk>``."""
+    ids: list[int]
+    unknown: list[str] = field(default_factory=list)
+
+
+class Dictionary:
+    """Word <-> id mapping; ids in order of first appearance."""
+
+    def __init__(self, words: list[str] | None = None):
+        self.idx2word: list[str] = []
+        self.word2idx: dict[str, int] = {}
+        for w in words or []:
+            self.add_word(w)
+
+    def add_word(self, word: str) -> int:
+        if word not in self.word2idx:
+            self.word2idx[word] = len(self.idx2word)
+            self.idx2word.append(word)
+        return self.word2idx[word]
+
+    def __len__(self) -> int:
+        return len(self.idx2word)
+
+    def encode(self, text: str) -> Encoded:
+        """Encode free text (split on white space, no ``<eos>`` added).
+
+        Words not in the dictionary become ``<unk>`` and are listed in ``unknown``.
+        Raises ValueError if the dictionary has no ``<unk>`` to map them to.
+        """
+        ids, unknown = [], []
+        for w in text.split():
+            if w in self.word2idx:
+                ids.append(self.word2idx[w])
+            else:
+                if UNK not in self.word2idx:
+                    raise ValueError(f"word {w!r} is not in the vocabulary, which has no {UNK}")
+                ids.append(self.word2idx[UNK])
+                unknown.append(w)
+        return Encoded(ids, unknown)
+
+    def decode(self, ids) -> list[str]:
+        return [self.idx2word[int(i)] for i in ids]
+
+
+class Corpus:
+    """The three splits of a corpus folder as 1-D int64 tensors of ids."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        missing = [s for s in SPLITS if not (path / f"{s}.txt").is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"WikiText-2 not found in {path}: missing {', '.join(s + '.txt' for s in missing)}. "
+                "Run `python -m wlm download`, or point --data / WLM_DATA at a folder "
+                "holding train.txt, valid.txt and test.txt.")
+        self.path = path
+        self.dictionary = Dictionary()
+        self.train = self._tokenize(path / "train.txt")
+        self.valid = self._tokenize(path / "valid.txt")
+        self.test = self._tokenize(path / "test.txt")
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+        return getattr(self, name)
+
+    def _tokenize(self, file: Path) -> torch.Tensor:
+        ids: list[int] = []
+        with open(file, encoding="utf8") as f:
+            for line in f:
+                ids.extend(self.dictionary.add_word(w) for w in tokenize_line(line))
+        return torch.tensor(ids, dtype=torch.int64)
+
+
+def batchify(data: torch.Tensor, bsz: int) -> torch.Tensor:
+    """Cut a 1-D id sequence into ``bsz`` columns, dropping the remainder.
+
+    ┌ a g m s ┐
+    │ b h n t │   a..x with bsz=4: each column is a contiguous stretch of text,
+    │ c i o u │   batches run down the rows, so the hidden state of column j
+    │ d j p v │   carries over from one chunk to the next.
+    │ e k q w │
+    └ f l r x ┘
+    Returns (nbatch, bsz).
+    """
+    nbatch = data.size(0) // bsz
+    return data[: nbatch * bsz].view(bsz, -1).t().contiguous()
+
+
+def get_batch(source: torch.Tensor, i: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (seq, bsz) starting at row i and targets shifted by one, flattened (seq*bsz,)."""
+    seq_len = min(bptt, len(source) - 1 - i)
+    data = source[i:i + seq_len]
+    target = source[i + 1:i + 1 + seq_len].reshape(-1)
+    return data, target

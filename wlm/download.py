@@ -1,0 +1,91 @@
+"""Download WikiText-2 from its canonical public copy, verifying sha256, writing atomically."""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .progress import Progress
+
+BASE_URL = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2"
+SHA256 = {
+    "train.txt": "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f",
+    "valid.txt": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+    "test.txt": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+}
+
+
+class DownloadError(Exception):
+    """A download that failed; the message says what to do."""
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def corpus_sha256(folder) -> dict[str, str]:
+    """sha256 of each split file present in ``folder``."""
+    folder = Path(folder)
+    return {name: sha256_file(folder / name) for name in SHA256 if (folder / name).is_file()}
+
+
+def _manual_hint(dest: Path) -> str:
+    return (f"To place the files by hand, copy train.txt, valid.txt and test.txt of WikiText-2 "
+            f"(from {BASE_URL}/) into {dest}, or point --data / WLM_DATA at a folder that holds them.")
+
+
+def download(dest, *, mirror: str | None = None, timeout: float = 10.0,
+             progress_factory=None, force: bool = False) -> dict[str, Path]:
+    """Fetch train/valid/test.txt into ``dest``; return their paths.
+
+    Files already present with the right sha256 are kept. Each file is written to a
+    temporary name and renamed only after its checksum matched, so a failure leaves no
+    partial file. ``mirror`` (or $WLM_DATA_MIRROR) replaces the base URL.
+    ``progress_factory(name)`` returns a ``progress(bytes_done, bytes_total)`` callback.
+    """
+    dest = Path(dest)
+    base = (mirror or os.environ.get("WLM_DATA_MIRROR") or BASE_URL).rstrip("/")
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, expected in SHA256.items():
+        target = dest / name
+        if target.is_file() and not force and sha256_file(target) == expected:
+            out[name] = target
+            continue
+        tmp = dest / f".{name}.part"
+        url = f"{base}/{name}"
+        progress: Progress = progress_factory(name) if progress_factory else None
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+                total = int(r.headers.get("Content-Length") or 0)
+                done = 0
+                while block := r.read(1 << 16):
+                    f.write(block)
+                    h.update(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, max(total, done))
+                if total and done != total:
+                    raise DownloadError(f"{name}: connection closed after {done} of {total} bytes")
+            if h.hexdigest() != expected:
+                raise DownloadError(f"{name}: sha256 mismatch (got {h.hexdigest()}, expected {expected}); "
+                                    f"the file from {url} is not WikiText-2 as shipped by pytorch/examples")
+            os.replace(tmp, target)
+        except DownloadError:
+            raise
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise DownloadError(f"could not download {url}: {reason}. {_manual_hint(dest)}") from e
+        except Exception as e:  # http.client.IncompleteRead and friends
+            raise DownloadError(f"download of {url} failed: {e!r}. {_manual_hint(dest)}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        out[name] = target
+    return out

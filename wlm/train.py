@@ -1,0 +1,207 @@
+"""Training with the recipe of pytorch/examples word_language_model (plain SGD steps,
+lr 20, clip 0.25, batch 20, bptt 35, lr / 4 when valid loss does not improve).
+
+Resumable: a training state (weights, hidden state, RNG, position, lr, history) is saved
+atomically every few minutes and at each epoch end beside the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import CheckpointError, _atomic_save, read_file, save_checkpoint
+from .data import Corpus, batchify, get_batch
+from .download import corpus_sha256
+from .evaluate import evaluate
+from .model import LSTMModel, ModelConfig, detach_hidden
+from .progress import Progress
+
+TRAIN_STATE = "wlm-train-state/1"
+
+
+@dataclass
+class TrainConfig:
+    data: str = "data/wikitext-2"
+    out: str = "data/wlm-lstm.safetensors"
+    epochs: int = 5
+    lr: float = 20.0
+    clip: float = 0.25
+    batch_size: int = 20
+    bptt: int = 35
+    eval_batch_size: int = 10      # validation as in main.py (batch 10, bptt 35)
+    seed: int = 1111
+    ninp: int = 512
+    nhid: int = 256
+    nlayers: int = 5
+    dropout: float = 0.5
+    amp: str | None = None         # None or "bf16"
+    device: str = "cpu"
+    threads: int | None = None     # None: torch's default
+    dry_run: bool = False          # one batch per epoch, for tests
+    save_every_s: float = 300.0    # training-state save period
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.amp not in (None, "bf16"):
+            raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
+        if self.lr <= 0 or self.clip <= 0 or self.batch_size < 1 or self.bptt < 1:
+            raise ValueError("lr, clip, batch_size and bptt must be positive")
+
+    @property
+    def state_path(self) -> Path:
+        out = Path(self.out)
+        return out.with_name(out.stem + ".train-state.safetensors")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 1                 # epoch in progress (1-based)
+    batch: int = 0                 # next batch index within the epoch
+    lr: float = 20.0
+    best_val: float | None = None
+    elapsed_s: float = 0.0
+    history: list = field(default_factory=list)
+
+
+def _save_state(cfg: TrainConfig, model, hidden, st: TrainState) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors["hidden.h"] = hidden[0].detach().float().cpu().contiguous()
+    tensors["hidden.c"] = hidden[1].detach().float().cpu().contiguous()
+    tensors["rng.cpu"] = torch.get_rng_state()
+    meta = {"format": TRAIN_STATE, "state": json.dumps(asdict(st)), "config": json.dumps(asdict(cfg))}
+    _atomic_save(tensors, meta, cfg.state_path)
+
+
+def _load_state(cfg: TrainConfig, model):
+    tensors, meta = read_file(cfg.state_path)
+    if meta.get("format") != TRAIN_STATE:
+        raise CheckpointError(f"{cfg.state_path} is not a wlm training state")
+    saved = json.loads(meta["config"])
+    for k in ("lr", "clip", "batch_size", "bptt", "seed", "ninp", "nhid", "nlayers", "dropout", "amp"):
+        if k != "lr" and saved.get(k) != getattr(cfg, k):
+            raise CheckpointError(f"--resume: {k}={getattr(cfg, k)!r} differs from the saved run's {saved.get(k)!r}")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    torch.set_rng_state(tensors["rng.cpu"])
+    hidden = (tensors["hidden.h"], tensors["hidden.c"])
+    return hidden, TrainState(**json.loads(meta["state"]))
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print,
+          progress_factory: Callable[[int], Progress] | None = None, corpus: Corpus | None = None) -> dict:
+    """Train, writing the best checkpoint (by valid loss) to ``cfg.out``.
+
+    Args:
+        log: receives one human-readable line per epoch (and a few more).
+        progress_factory: called with the epoch number, returns a ``progress(done, total)``.
+    Returns the training record (per-epoch figures, final test loss).
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    corpus = corpus or Corpus(cfg.data)
+    ntoken = len(corpus.dictionary)
+    model = LSTMModel(ModelConfig(ntoken, cfg.ninp, cfg.nhid, cfg.nlayers, cfg.dropout)).to(device)
+    train_data = batchify(corpus.train, cfg.batch_size).to(device)   # (rows, 20)
+    val_ids = corpus.valid
+
+    st = TrainState(lr=cfg.lr)
+    hidden = None
+    if resume:
+        if not cfg.state_path.is_file():
+            raise FileNotFoundError(f"--resume: no training state at {cfg.state_path}")
+        hidden, st = _load_state(cfg, model)
+        hidden = tuple(h.to(device) for h in hidden)
+        log(f"resuming at epoch {st.epoch}, batch {st.batch}, lr {st.lr:g}")
+    amp = torch.bfloat16 if cfg.amp == "bf16" else None
+    nbatches = math.ceil((train_data.size(0) - 1) / cfg.bptt)
+    starts = list(range(0, train_data.size(0) - 1, cfg.bptt))
+    if cfg.dry_run:
+        starts = starts[:1]
+    record = {"command_config": asdict(cfg), "torch": torch.__version__, "machine": platform.processor()
+              or platform.machine(), "threads": torch.get_num_threads()}
+
+    while st.epoch <= cfg.epochs:
+        model.train()
+        if st.batch == 0 or hidden is None:
+            hidden = model.init_hidden(cfg.batch_size)
+        progress = progress_factory(st.epoch) if progress_factory else None
+        t0, last_save = time.perf_counter(), time.perf_counter()
+        elapsed0 = st.elapsed_s
+        total_loss, n = 0.0, 0
+        for b in range(st.batch, len(starts)):
+            x, y = get_batch(train_data, starts[b], cfg.bptt)
+            model.zero_grad(set_to_none=True)
+            hidden = detach_hidden(hidden)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                logits, hidden = model(x, hidden)
+            loss = F.cross_entropy(logits.reshape(-1, ntoken).float(), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(p.grad, alpha=-st.lr)
+            hidden = tuple(h.float() for h in hidden)
+            total_loss += loss.item()
+            n += 1
+            st.batch = b + 1
+            if progress:
+                progress(b + 1, len(starts))
+            if time.perf_counter() - last_save > cfg.save_every_s and not cfg.dry_run:
+                st.elapsed_s = elapsed0 + time.perf_counter() - t0
+                _save_state(cfg, model, hidden, st)
+                last_save = time.perf_counter()
+        train_s = time.perf_counter() - t0
+        st.elapsed_s = elapsed0 + train_s
+        val = evaluate(model, val_ids[: 2 * cfg.eval_batch_size * cfg.bptt + 1] if cfg.dry_run else val_ids,
+                       bptt=cfg.bptt, batch_size=cfg.eval_batch_size, threads=None, autocast_dtype=amp)
+        improved = st.best_val is None or val.loss < st.best_val
+        train_loss = total_loss / max(n, 1)
+        entry = {"epoch": st.epoch, "lr": st.lr, "train_loss": train_loss, "valid_loss": val.loss,
+                 "valid_ppl": val.ppl, "train_seconds": round(train_s, 1), "batches": n,
+                 "tokens_per_s": round(n * cfg.batch_size * cfg.bptt / train_s, 1), "best": improved}
+        st.history.append(entry)
+        log(f"| epoch {st.epoch:3d} | lr {st.lr:6.3g} | train loss {train_loss:5.3f} | valid loss {val.loss:5.3f} "
+            f"| valid ppl {val.ppl:8.2f} | {train_s:7.1f} s | {entry['tokens_per_s']:.0f} tok/s"
+            + (" | saved" if improved else ""))
+        if improved:
+            st.best_val = val.loss
+            save_checkpoint(cfg.out, model, corpus.dictionary, _provenance(cfg, st, corpus, nbatches))
+        else:
+            st.lr /= 4.0
+        st.epoch += 1
+        st.batch = 0
+        if not cfg.dry_run:
+            _save_state(cfg, model, hidden, st)
+    record["history"] = st.history
+    record["best_valid_loss"] = st.best_val
+    record["train_seconds"] = st.elapsed_s
+    # Final figure, as the tutorial measures it: best weights, test split, bptt 25, batch 1.
+    from .checkpoint import load_checkpoint
+    ckpt = load_checkpoint(cfg.out)
+    test = evaluate(ckpt.model, corpus.test[:200] if cfg.dry_run else corpus.test, threads=None,
+                    progress=progress_factory(0) if progress_factory else None)
+    record["test_loss"], record["test_ppl"] = test.loss, test.ppl
+    ckpt.provenance.update(test_loss=test.loss, test_ppl=test.ppl, train_seconds=round(st.elapsed_s, 1),
+                           epochs=len(st.history))
+    save_checkpoint(cfg.out, ckpt.model, ckpt.dictionary, ckpt.provenance)
+    log(f"| end of training | test loss {test.loss:5.3f} | test ppl {test.ppl:8.2f} | best valid {st.best_val:5.3f}")
+    return record
+
+
+def _provenance(cfg: TrainConfig, st: TrainState, corpus: Corpus, nbatches: int) -> dict:
+    return {
+        "recipe": "pytorch/examples word_language_model main.py (plain SGD, lr/4 on plateau)",
+        "training": {k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "save_every_s")},
+        "epochs": st.epoch, "valid_loss": st.history[-1]["valid_loss"], "history": st.history,
+        "batches_per_epoch": nbatches, "torch": torch.__version__, "data_sha256": corpus_sha256(corpus.path),
+    }

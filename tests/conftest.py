@@ -1,6 +1,9 @@
 """Shared fixtures: a tiny synthetic corpus and model (fast tests), and the real WikiText-2."""
 import os
 import random
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ import torch
 
 from wlm.checkpoint import save_checkpoint
 from wlm.data import Corpus
+from wlm.download import SHA256
 from wlm.model import LSTMModel, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +33,38 @@ def wikitext() -> Path:
 @pytest.fixture(scope="session")
 def wikitext_corpus(wikitext) -> Corpus:
     return Corpus(wikitext)
+
+
+@pytest.fixture(scope="session")
+def server(wikitext):
+    """HTTP on 127.0.0.1 serving the shared WikiText-2 at /good/, a corrupted copy at /corrupt/,
+    and one that drops the connection midway at /drop/."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            mode, _, name = self.path.strip("/").partition("/")
+            if name not in SHA256:
+                self.send_error(404)
+                return
+            body = (wikitext / name).read_bytes()
+            if mode == "corrupt":
+                body = body[:1000] + bytes([body[1000] ^ 1]) + body[1001:]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if mode == "drop":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
 
 
 def write_tiny_corpus(folder: Path, seed: int = 0) -> Path:
@@ -67,3 +103,25 @@ def tiny_checkpoint(tmp_path, tiny_model, tiny_corpus) -> Path:
 def pytest_configure(config):
     # One thread: the tutorial's setting, deterministic, and kind to a machine that is training.
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory, tiny_dir, tiny_corpus):
+    """demo.py's module-level app, on a tiny checkpoint and corpus, served on 127.0.0.1."""
+    import importlib
+    import sys
+    torch.manual_seed(0)
+    model = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2))
+    ck = save_checkpoint(tmp_path_factory.mktemp("demo") / "m.safetensors", model, tiny_corpus.dictionary)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WLM_CHECKPOINT", str(ck))
+    mp.setenv("WLM_DATA", str(tiny_dir))
+    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    sys.modules.pop("demo", None)
+    demo_module = importlib.import_module("demo")
+    demo = demo_module.demo
+    demo.queue(max_size=32, default_concurrency_limit=1)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    yield url
+    demo.close()
+    mp.undo()

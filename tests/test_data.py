@@ -59,3 +59,12 @@ def test_wikitext2_vocabulary_and_token_counts(wikitext_corpus):
     assert (len(c.train), len(c.valid), len(c.test)) == (2088628, 217646, 245569)
     assert c.dictionary.idx2word[:3] == ["<eos>", "=", "Valkyria"]
     assert "<unk>" in c.dictionary.word2idx
+
+
+def test_load_split_uses_the_given_dictionary(tiny_dir, tiny_corpus):
+    from wlm.data import load_split
+    assert torch.equal(load_split(tiny_dir, "test", tiny_corpus.dictionary), tiny_corpus.test)
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        load_split(tiny_dir, "test", Dictionary(["w1", "<eos>"]))
+    with pytest.raises(FileNotFoundError, match="download"):
+        load_split(tiny_dir / "nope", "test", tiny_corpus.dictionary)

@@ -2,45 +2,13 @@
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from wlm.download import SHA256, DownloadError, download, sha256_file
 
 pytestmark = pytest.mark.wikitext
-
-
-@pytest.fixture(scope="module")
-def server(wikitext):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            mode, _, name = self.path.strip("/").partition("/")
-            if name not in SHA256:
-                self.send_error(404)
-                return
-            body = (wikitext / name).read_bytes()
-            if mode == "corrupt":
-                body = body[:1000] + bytes([body[1000] ^ 1]) + body[1001:]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if mode == "drop":
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(body)
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
 
 
 def test_download_verifies_and_reports_progress(server, tmp_path):

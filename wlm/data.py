@@ -106,6 +106,31 @@ class Corpus:
         return torch.tensor(ids, dtype=torch.int64)
 
 
+def load_split(folder: str | os.PathLike, split: str, dictionary: Dictionary) -> torch.Tensor:
+    """One split of a corpus folder as ids of an existing dictionary (e.g. a checkpoint's).
+
+    Cheaper than building the whole Corpus when only the test split is needed. Raises
+    ValueError if the file holds words the dictionary does not know.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    file = Path(folder) / f"{split}.txt"
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"WikiText-2 not found: {file} is missing. Run `python -m wlm download`, or point --data / "
+            "WLM_DATA at a folder holding train.txt, valid.txt and test.txt.")
+    w2i = dictionary.word2idx
+    ids: list[int] = []
+    with open(file, encoding="utf8") as f:
+        for n, line in enumerate(f, 1):
+            for w in tokenize_line(line):
+                if w not in w2i:
+                    raise ValueError(f"{file}, line {n}: word {w!r} is not in the model's vocabulary; "
+                                     "is this the WikiText-2 the model was trained on?")
+                ids.append(w2i[w])
+    return torch.tensor(ids, dtype=torch.int64)
+
+
 def batchify(data: torch.Tensor, bsz: int) -> torch.Tensor:
     """Cut a 1-D id sequence into ``bsz`` columns, dropping the remainder.
 

@@ -1,0 +1,154 @@
+"""Gradio app: fp32 and qint8 LSTM language models writing side by side, and a live
+size / speed / loss panel. Layout and wiring only; the work is in wlm.app.
+
+    python demo.py [--host H] [--port P] [--share] [--checkpoint F] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import gradio as gr  # noqa: E402
+
+from wlm.app import DEFAULT_SLICE, SLICES, AppConfig, QuantDemo  # noqa: E402
+from wlm.checkpoint import CheckpointError  # noqa: E402
+from wlm.generate import MAX_WORDS  # noqa: E402
+from wlm.quantize import QuantizationError  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+INTRO = """# fp32 vs int8: an LSTM language model, quantized
+An LSTM word language model trained on WikiText-2 (the PyTorch tutorial's model: embedding 512,
+5 LSTM layers of 256, 33,278 words) writes on the left; on the right, the same model after
+`torch.ao.quantization.quantize_dynamic` stored its LSTM and decoder weights as int8. Both draw from
+the same random numbers, so they write the same words until their probabilities part."""
+
+
+def user_errors(fn):
+    """Show ValueError (bad input) as a gr.Error message; the app keeps serving."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except ValueError as e:
+                raise gr.Error(str(e)) from None
+        return gen
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+    return call
+
+
+def build_demo(app: QuantDemo) -> gr.Blocks:
+    names = list(app.models)
+    with gr.Blocks(title="wlm: fp32 vs int8 LSTM") as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            prompt = gr.Textbox(label="Prompt (optional; empty = one random start word)", elem_id="prompt",
+                                placeholder="The game was released in", scale=3, max_length=2000)
+            with gr.Column(scale=2):
+                words = gr.Slider(1, MAX_WORDS, value=100, step=1, label="Words", elem_id="words")
+                temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
+        with gr.Row():
+            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+            raw = gr.Checkbox(label="Show raw WikiText-2 tokens (<eos>, @-@)", value=False)
+            go = gr.Button("Generate", variant="primary", elem_id="generate")
+        with gr.Row(equal_height=True):
+            with gr.Column():
+                gr.Markdown("### fp32")
+                left = gr.HTML(elem_id="fp32-text", min_height=160)
+                left_stats = gr.Markdown(elem_id="fp32-stats")
+            with gr.Column():
+                gr.Markdown(f"### {names[1]} (dynamic)")
+                right = gr.HTML(elem_id="qint8-text", min_height=160)
+                right_stats = gr.Markdown(elem_id="qint8-stats")
+        notes = gr.Markdown(elem_id="notes")
+
+        gr.Markdown("## What int8 buys and costs\nBoth models evaluate the first N tokens of the WikiText-2 test "
+                    "split, one after the other, by the tutorial's protocol (bptt 25, batch 1), on this machine's CPU.")
+        with gr.Row():
+            slice_ = gr.Dropdown(list(SLICES), value=DEFAULT_SLICE, label="Test tokens", elem_id="slice")
+            threads = gr.Radio([1, 2, 4], value=app.cfg.threads, label="Threads (tutorial: 1)")
+            measure = gr.Button("Measure", variant="primary", elem_id="measure")
+        status = gr.Markdown(app.data_status(), elem_id="status")
+        table = gr.Dataframe(label="fp32 vs qint8", elem_id="table", interactive=False)
+        with gr.Row():
+            size_plot = gr.BarPlot(app.size_frame(), x="model", y="MB", color="part", y_lim=[0, None],
+                                   title="Size (MB), per module", elem_id="size-plot")
+            time_plot = gr.BarPlot(app.time_frame([]), x="model", y="seconds", y_lim=[0, None],
+                                   title="Evaluation time (s)", elem_id="time-plot")
+        with gr.Row():
+            gr.Code(app.model_text(names[0]), label="fp32 model", language=None)
+            gr.Code(app.model_text(names[1]), label=f"{names[1]} model", language=None)
+        machine = gr.Markdown(app.machine_markdown(app.cfg.threads))
+        with gr.Accordion("WikiText-2 data", open=False):
+            fetch = gr.Button("Download WikiText-2", elem_id="download")
+
+        go.click(user_errors(app.generate), [prompt, words, temperature, seed, raw],
+                 [left, right, left_stats, right_stats, notes], api_name="generate", concurrency_id="cpu")
+        prompt.submit(user_errors(app.generate), [prompt, words, temperature, seed, raw],
+                      [left, right, left_stats, right_stats, notes], api_visibility="private", concurrency_id="cpu")
+
+        def run_measure(slice_label, n_threads, progress=gr.Progress()):
+            return app.measure(slice_label, n_threads,
+                               progress=lambda d, t: progress((d, t), desc="evaluating fp32, then qint8", unit="tokens"))
+
+        measure.click(user_errors(run_measure), [slice_, threads], [table, size_plot, time_plot, status, machine],
+                      api_name="measure", concurrency_id="cpu")
+
+        def run_download(progress=gr.Progress()):
+            return app.download_data(lambda name: lambda d, t: progress((d, t), desc=f"downloading {name}", unit="bytes"))
+
+        fetch.click(run_download, None, status, api_visibility="private", concurrency_id="cpu")
+    return demo
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="fp32 vs qint8 LSTM language model demo")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--checkpoint", default=None, help="default: $WLM_CHECKPOINT or data/wlm-lstm.safetensors")
+    p.add_argument("--threads", type=int, default=1, choices=[1, 2, 4], help="torch threads (tutorial: 1)")
+    return p.parse_args(argv)
+
+
+def load_app(checkpoint: str | None = None, threads: int = 1) -> QuantDemo:
+    ckpt = checkpoint or os.environ.get("WLM_CHECKPOINT") or str(HERE / "data" / "wlm-lstm.safetensors")
+    data = os.environ.get("WLM_DATA") or str(HERE / "data" / "wikitext-2")
+    return QuantDemo(AppConfig(checkpoint=ckpt, data=data, threads=threads))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        app = load_app(args.checkpoint, args.threads)
+    except (CheckpointError, QuantizationError) as e:
+        print(f"error: {e}. Pass --checkpoint FILE (a wlm .safetensors checkpoint), or train one with "
+              f"`python -m wlm train`.", file=sys.stderr)
+        return 2
+    print(f"models ready in {app.load_seconds:.1f} s", flush=True)
+    demo = build_demo(app)
+    demo.queue(max_size=32, default_concurrency_limit=1)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
+                    enable_monitoring=False, max_file_size="1mb", footer_links=["api"])
+    except Exception as e:  # e.g. port already in use
+        print(f"error: could not start the server: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+else:
+    demo = build_demo(load_app())

@@ -1,0 +1,92 @@
+"""The demo's event handlers (wlm.app), called directly: no server."""
+import pytest
+
+from wlm.app import SLICES, TABLE_COLUMNS, AppConfig, QuantDemo
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, tiny_dir, tiny_corpus):
+    import torch
+    from wlm.checkpoint import save_checkpoint
+    from wlm.model import LSTMModel, ModelConfig
+    torch.manual_seed(0)
+    model = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2))
+    ck = save_checkpoint(tmp_path_factory.mktemp("ck") / "m.safetensors", model, tiny_corpus.dictionary)
+    return QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir)))
+
+
+def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
+    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)        # every word an update
+    updates = list(app.generate("w1 w2 zebra", 20, 1.0, 4, False))
+    assert len(updates) == 20
+    left, right, ls, rs, notes = updates[-1]
+    assert left.count("wlm-prompt") == 3 and "zebra" in left
+    assert "**fp32**" in ls and "words/s" in ls and "ms per word" in ls and "**qint8**" in rs
+    assert "`zebra`" in notes
+    assert len(updates[5][0]) < len(left)                          # panes grow word by word
+    again = list(app.generate("w1 w2 zebra", 20, 1.0, 4, False))[-1]
+    assert again[:2] == (left, right)                              # same seed, same text
+
+
+def test_divergence_is_marked_or_reported(app):
+    *_, last = app.generate("", 200, 1.5, 1, False)
+    left, right, _, _, notes = last
+    if left == right:
+        assert "same 200 words" in notes
+    else:
+        assert "part at word" in notes and "wlm-diverge" in left and "wlm-diverge" in right
+
+
+def test_raw_toggle_shows_tokens(app):
+    *_, last = app.generate("w1 @-@ w2", 3, 0, 0, True)
+    assert "@-@" in last[0]
+    *_, last = app.generate("w1 @-@ w2", 3, 0, 0, False)
+    assert "@-@" not in last[0]
+
+
+@pytest.mark.parametrize("args,field", [
+    (("x", 0, 1.0, 0), "words"), (("x", 1001, 1.0, 0), "words"), (("x", 2.5, 1.0, 0), "words"),
+    (("x", 10, -1, 0), "temperature"), (("x", 10, float("nan"), 0), "temperature"), (("x", 10, 1.0, -3), "seed"),
+    (("x", "many", 1.0, 0), "words"), ((123, 10, 1.0, 0), "prompt"), (("x" * 2001, 10, 1.0, 0), "prompt"),
+])
+def test_bad_generation_input_is_a_clear_error(app, args, field):
+    with pytest.raises(ValueError, match=field):
+        list(app.generate(*args))
+
+
+def test_measure_fills_table_plots_and_status(app):
+    calls = []
+    table, size, times, status, machine = app.measure("2,000 tokens", 1, progress=lambda d, t: calls.append((d, t)))
+    assert list(table.columns) == TABLE_COLUMNS and list(table["model"]) == ["fp32", "qint8"]
+    n = min(2000, len(app._test_split())) - 1
+    assert f"{n:,} test tokens" in status and ("faster" in status or "slower" in status)
+    assert table["size MB"][1] < table["size MB"][0]
+    assert set(size["part"]) == {"embedding", "LSTM", "decoder"} and list(times["model"]) == ["fp32", "qint8"]
+    assert (times["seconds"] > 0).all() and calls[-1][0] == calls[-1][1]
+    assert "threads 1" in machine and "quantized engine" in machine
+    assert "not the published WikiText-2" in status            # the tiny corpus is not WikiText-2
+
+
+def test_measure_rejects_unknown_slice(app):
+    with pytest.raises(ValueError, match="slice must be one of"):
+        app.measure("all of it")
+    assert "all (245,569 tokens)" in SLICES
+
+
+def test_without_data_the_panel_says_so_and_size_still_shows(app, tmp_path):
+    empty = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "none")))
+    table, size, times, status, _ = empty.measure()
+    assert table.empty and len(size) == 6 and times.empty
+    assert "WikiText-2 is not here" in status and "Download WikiText-2" in status
+
+
+@pytest.mark.wikitext
+def test_download_into_the_data_folder(app, tmp_path, server, monkeypatch):
+    target = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "wt2")))
+    monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/corrupt")
+    assert "Download failed" in target.download_data() and "sha256 mismatch" in target.download_data()
+    monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/good")
+    seen = []
+    msg = target.download_data(lambda name: lambda d, t: seen.append(name))
+    assert "downloaded" in msg and (tmp_path / "wt2" / "test.txt").is_file()
+    assert set(seen) == {"train.txt", "valid.txt", "test.txt"}

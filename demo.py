@@ -109,7 +109,8 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
             return app.download_data(lambda name: lambda d, t: progress((d, t), desc=f"downloading {name}", unit="bytes"))
 
         fetch.click(run_download, None, status, api_visibility="private", concurrency_id="cpu")
-    return demo
+    # Bounded queue; one CPU-bound event at a time, so no event's timing is disturbed by another.
+    return demo.queue(max_size=32, default_concurrency_limit=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -138,7 +139,6 @@ def main(argv=None) -> int:
         return 2
     print(f"models ready in {app.load_seconds:.1f} s", flush=True)
     demo = build_demo(app)
-    demo.queue(max_size=32, default_concurrency_limit=1)
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
                     enable_monitoring=False, max_file_size="1mb", footer_links=["api"])

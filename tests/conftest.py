@@ -120,7 +120,6 @@ def demo_server(tmp_path_factory, tiny_dir, tiny_corpus):
     sys.modules.pop("demo", None)
     demo_module = importlib.import_module("demo")
     demo = demo_module.demo
-    demo.queue(max_size=32, default_concurrency_limit=1)
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
     yield url
     demo.close()

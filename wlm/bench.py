@@ -67,7 +67,7 @@ def generation_rate(model, dictionary: Dictionary, words: int = 200, threads: in
     return {"words_per_s": n / dt, "ms_per_word": 1000 * dt / n, "words": n}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -93,7 +93,7 @@ def machine_info(threads: int | None = None) -> dict:
     """The facts eval timing depends on."""
     flags = _cpu_flags()
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "avx512_vnni": "avx512_vnni" in flags,

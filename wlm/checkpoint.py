@@ -29,7 +29,7 @@ class Checkpoint:
     path: Path | None = None
 
 
-def _atomic_save(tensors: dict, metadata: dict, path: Path) -> None:
+def atomic_save(tensors: dict, metadata: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -51,7 +51,7 @@ def save_checkpoint(path, model: LSTMModel, dictionary: Dictionary, provenance: 
         "vocab": json.dumps(dictionary.idx2word, ensure_ascii=False),
         "provenance": json.dumps(provenance or {}),
     }
-    _atomic_save(tensors, metadata, path)
+    atomic_save(tensors, metadata, path)
     return path
 
 

@@ -159,6 +159,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _command(sub, name: str, help: str, func, *, model: str | None = None, split: bool = False):
+    """A subcommand with the options several commands share: --checkpoint [--quantize], --data,
+    [--split, --max-tokens], --threads, --json."""
+    c = sub.add_parser(name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    if model:
+        c.add_argument("--quantize", action="store_true", help=f"{model} the qint8 dynamic quantized model")
+    if split:
+        c.add_argument("--data", help="WikiText-2 folder (default: $WLM_DATA or data/wikitext-2)")
+        c.add_argument("--split", choices=["train", "valid", "test"], default="test")
+        c.add_argument("--max-tokens", type=_positive_int, default=None, help="use only the first N tokens")
+    c.add_argument("--threads", type=_positive_int, default=1, help="torch threads (tutorial: 1)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=func)
+    return c
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m wlm", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -170,39 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     d.set_defaults(func=cmd_download)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint by the tutorial's protocol (bptt 25, batch 1)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    e.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
-    e.add_argument("--quantize", action="store_true", help="evaluate the qint8 dynamic quantized model")
-    e.add_argument("--data", help="WikiText-2 folder (default: $WLM_DATA or data/wikitext-2)")
-    e.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    e.add_argument("--max-tokens", type=_positive_int, default=None, help="use only the first N tokens")
-    e.add_argument("--threads", type=_positive_int, default=1)
-    e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.set_defaults(func=cmd_eval)
+    _command(sub, "eval", "evaluate a checkpoint by the tutorial's protocol (bptt 25, batch 1)", cmd_eval,
+             model="evaluate", split=True)
 
-    g = sub.add_parser("generate", help="generate text word by word",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
-    g.add_argument("--quantize", action="store_true", help="use the qint8 dynamic quantized model")
+    g = _command(sub, "generate", "generate text word by word", cmd_generate, model="use")
     g.add_argument("--prompt", default="", help="text fed before generating (empty: a random start word)")
     g.add_argument("--words", type=_positive_int, default=100)
     g.add_argument("--temperature", type=_nonneg_float, default=1.0, help="0 = greedy")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--threads", type=_positive_int, default=1)
-    g.add_argument("--json", action="store_true", help="print one JSON object")
-    g.set_defaults(func=cmd_generate)
 
-    b = sub.add_parser("bench", help="measure fp32 vs qint8 in one run: size, eval time, loss, words/s",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    b.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
-    b.add_argument("--data", help="WikiText-2 folder (default: $WLM_DATA or data/wikitext-2)")
-    b.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    b.add_argument("--max-tokens", type=_positive_int, default=None, help="first N tokens (default: whole split)")
-    b.add_argument("--threads", type=_positive_int, default=1)
+    b = _command(sub, "bench", "measure fp32 vs qint8 in one run: size, eval time, loss, words/s", cmd_bench,
+                 split=True)
     b.add_argument("--words", type=int, default=200, help="words generated per model for words/s (0: skip)")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="train the model with the tutorial's recipe",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

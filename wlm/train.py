@@ -17,7 +17,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, _atomic_save, read_file, save_checkpoint
+from .bench import cpu_model
+from .checkpoint import CheckpointError, atomic_save, load_checkpoint, read_file, save_checkpoint
 from .data import Corpus, batchify, get_batch
 from .download import corpus_sha256
 from .evaluate import evaluate
@@ -78,7 +79,7 @@ def _save_state(cfg: TrainConfig, model, hidden, st: TrainState) -> None:
     tensors["hidden.c"] = hidden[1].detach().float().cpu().contiguous()
     tensors["rng.cpu"] = torch.get_rng_state()
     meta = {"format": TRAIN_STATE, "state": json.dumps(asdict(st)), "config": json.dumps(asdict(cfg))}
-    _atomic_save(tensors, meta, cfg.state_path)
+    atomic_save(tensors, meta, cfg.state_path)
 
 
 def _load_state(cfg: TrainConfig, model):
@@ -127,8 +128,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     starts = list(range(0, train_data.size(0) - 1, cfg.bptt))
     if cfg.dry_run:
         starts = starts[:1]
-    record = {"command_config": asdict(cfg), "torch": torch.__version__, "machine": platform.processor()
-              or platform.machine(), "threads": torch.get_num_threads()}
+    record = {"config": asdict(cfg), "torch": torch.__version__, "machine": f"{cpu_model()} ({platform.machine()})",
+              "threads": torch.get_num_threads()}
 
     while st.epoch <= cfg.epochs:
         model.train()
@@ -186,7 +187,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     record["best_valid_loss"] = st.best_val
     record["train_seconds"] = st.elapsed_s
     # Final figure, as the tutorial measures it: best weights, test split, bptt 25, batch 1.
-    from .checkpoint import load_checkpoint
     ckpt = load_checkpoint(cfg.out)
     test = evaluate(ckpt.model, corpus.test[:200] if cfg.dry_run else corpus.test, threads=None,
                     progress=progress_factory(0) if progress_factory else None)

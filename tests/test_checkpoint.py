@@ -89,8 +89,8 @@ def test_save_refuses_dictionary_of_wrong_size(tiny_model, tmp_path):
 def test_shipped_checkpoint_loads_strictly_into_the_tutorial_class():
     ck = load_checkpoint(SHIPPED_CHECKPOINT)
     c = ck.model.config
-    assert (c.ntoken, c.ninp, c.nhid, c.nlayers, c.dropout) == (33278, 512, 256, 5, 0.5)
-    t = TutorialLSTMModel(33278, 512, 256, 5, 0.5).eval()
+    assert (c.ntoken, c.ninp, c.nhid, c.nlayers) == (33278, 512, 256, 5)
+    t = TutorialLSTMModel(33278, 512, 256, 5, 0.5).eval()     # dropout holds no weights
     t.load_state_dict(ck.model.state_dict(), strict=True)
     x = torch.randint(0, 33278, (6, 1))
     assert torch.equal(ck.model(x, ck.model.init_hidden(1))[0], t(x, t.init_hidden(1))[0])

@@ -68,3 +68,12 @@ def test_load_split_uses_the_given_dictionary(tiny_dir, tiny_corpus):
         load_split(tiny_dir, "test", Dictionary(["w1", "<eos>"]))
     with pytest.raises(FileNotFoundError, match="download"):
         load_split(tiny_dir / "nope", "test", tiny_corpus.dictionary)
+
+
+def test_user_text_is_split_the_way_wikitext_writes_it():
+    d = Dictionary("<unk> It was well @-@ known in 2010 , 1 @,@ 000 do n't you think ? ( a ) 3 @.@ 5 .".split())
+    enc = d.encode("It was well-known in 2010, 1,000 don't you think? (a) 3.5.")
+    assert d.decode(enc.ids) == "It was well @-@ known in 2010 , 1 @,@ 000 do n't you think ? ( a ) 3 @.@ 5 .".split()
+    assert enc.unknown == []
+    enc = d.encode("Zorbly-2010 well @-@ known")
+    assert enc.unknown == ["Zorbly"] and d.decode(enc.ids)[1:] == ["@-@", "2010", "well", "@-@", "known"]

@@ -20,11 +20,13 @@ def test_cli_dry_run_writes_a_checkpoint(tiny_dir, tmp_path):
     out = tmp_path / "m.safetensors"
     r = subprocess.run([sys.executable, "-m", "wlm", "train", "--data", str(tiny_dir), "--out", str(out),
                         "--dry-run", "--epochs", "1", "--ninp", "16", "--nhid", "12", "--nlayers", "2", "--json"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     record = json.loads(r.stdout)
     assert len(record["history"]) == 1 and record["history"][0]["batches"] == 1
     ck = load_checkpoint(out)
+    saved = json.loads((tmp_path / "m.train.json").read_text())      # the record lands beside the checkpoint
+    assert saved["history"] == record["history"] and saved["command"].startswith("python -m wlm train --data")
     assert ck.provenance["training"]["lr"] == 20.0 and ck.provenance["data_sha256"] == corpus_sha256(tiny_dir)
     assert ck.provenance["test_loss"] == pytest.approx(record["test_loss"])
 
@@ -42,10 +44,11 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_continues_where_it_stopped(tiny_dir, tmp_path):
-    full = train(tiny_config(tiny_dir, tmp_path / "full.safetensors"), log=lambda s: None)
+@pytest.mark.parametrize("recipe", [dict(), dict(optimizer="adam", lr=0.01, lstm_init="preserve")])
+def test_resume_continues_where_it_stopped(tiny_dir, tmp_path, recipe):
+    full = train(tiny_config(tiny_dir, tmp_path / "full.safetensors", **recipe), log=lambda s: None)
 
-    cfg = tiny_config(tiny_dir, tmp_path / "cut.safetensors")
+    cfg = tiny_config(tiny_dir, tmp_path / "cut.safetensors", **recipe)
 
     def stop_in_epoch_2(epoch):
         def progress(done, total):
@@ -79,3 +82,21 @@ def test_resume_with_other_settings_is_refused(tiny_dir, tmp_path):
     from wlm.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="bptt"):
         train(tiny_config(tiny_dir, tmp_path / "m.safetensors", epochs=2, bptt=7), resume=True)
+
+
+def test_preserving_init_keeps_the_signal_through_five_layers():
+    from wlm.model import LSTMModel, ModelConfig
+    from wlm.train import init_lstm_preserving
+    torch.manual_seed(0)
+    x = torch.randn(50, 1, 64) * 0.06
+
+    def top_signal(model):          # time-varying part of the top layer's output
+        with torch.no_grad():
+            out, _ = model.rnn(x)
+        return float(out.std(0).mean())
+
+    a = LSTMModel(ModelConfig(10, ninp=64, nhid=64, nlayers=5)).eval()
+    b = LSTMModel(ModelConfig(10, ninp=64, nhid=64, nlayers=5)).eval()
+    init_lstm_preserving(b.rnn, gain=4.0)
+    assert b.rnn.bias_ih_l0[64:128].eq(1).all() and b.rnn.bias_hh_l3.eq(0).all()
+    assert top_signal(b) > 10 * top_signal(a)

@@ -89,7 +89,7 @@ class QuantDemo:
                                seed=_as_int("seed", seed, 0, 2**63 - 1))
         raw = bool(raw)
         names = list(self.models)
-        prompt_words = prompt.split()
+        prompt_words = self.dictionary.tokenize(prompt)
         unknown = self.dictionary.encode(prompt).unknown
         texts: tuple[list[str], list[str]] = ([], [])
         secs = [0.0, 0.0]

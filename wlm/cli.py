@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .data import resolve_data_dir
 
@@ -53,10 +54,12 @@ def cmd_download(args) -> int:
 
 def cmd_train(args) -> int:
     from .train import TrainConfig, train
-    cfg = TrainConfig(data=str(resolve_data_dir(args.data)), out=args.out, epochs=args.epochs, lr=args.lr,
+    lr = args.lr if args.lr is not None else (0.002 if args.optimizer == "adam" else 20.0)
+    cfg = TrainConfig(data=str(resolve_data_dir(args.data)), out=args.out, epochs=args.epochs, lr=lr,
                       clip=args.clip, batch_size=args.batch_size, bptt=args.bptt, seed=args.seed,
                       ninp=args.ninp, nhid=args.nhid, nlayers=args.nlayers, dropout=args.dropout,
                       amp=None if args.amp == "none" else args.amp, device=args.device,
+                      optimizer=args.optimizer, lstm_init=args.lstm_init, init_gain=args.init_gain,
                       threads=args.threads, dry_run=args.dry_run, save_every_s=args.save_every)
     if cfg.device.startswith("cuda"):
         import torch
@@ -66,9 +69,11 @@ def cmd_train(args) -> int:
     factory = _tqdm_factory("batch", args.json)
     record = train(cfg, resume=args.resume, log=log,
                    progress_factory=lambda epoch: factory(f"epoch {epoch}" if epoch else "test"))
-    if args.record:
-        with open(args.record, "w") as f:
-            json.dump(record, f, indent=1)
+    record["command"] = "python -m wlm " + " ".join(args.argv)
+    record_path = args.record or str(Path(cfg.out).with_suffix(".train.json"))
+    with open(record_path, "w") as f:
+        json.dump(record, f, indent=1)
+    log(f"training record: {record_path}")
     if args.json:
         print(json.dumps(record))
     return 0
@@ -205,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="WikiText-2 folder (default: $WLM_DATA or data/wikitext-2)")
     t.add_argument("--out", default=DEFAULT_CHECKPOINT, help="checkpoint to write (best by valid loss)")
     t.add_argument("--epochs", type=_positive_int, default=5)
-    t.add_argument("--lr", type=float, default=20.0)
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: 20 for sgd, 0.002 for adam)")
+    t.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd: plain steps, as the recipe")
+    t.add_argument("--lstm-init", choices=["pytorch", "preserve"], default="pytorch",
+                   help="preserve: scale-preserving LSTM init for deep stacks (see wlm.train.init_lstm_preserving)")
+    t.add_argument("--init-gain", type=float, default=4.0, help="gain of the preserve init's input weights")
     t.add_argument("--clip", type=float, default=0.25)
     t.add_argument("--batch-size", type=_positive_int, default=20)
     t.add_argument("--bptt", type=_positive_int, default=35)
@@ -220,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the saved training state")
     t.add_argument("--dry-run", action="store_true", help="one batch per epoch (for tests)")
     t.add_argument("--save-every", type=float, default=300.0, help="seconds between training-state saves")
-    t.add_argument("--record", help="also write the training record (JSON) to this file")
+    t.add_argument("--record", help="training record (JSON) file (default: beside --out, .train.json)")
     t.add_argument("--json", action="store_true", help="print the training record as JSON")
     t.set_defaults(func=cmd_train)
     return p
@@ -232,6 +241,7 @@ def main(argv=None) -> int:
     from .quantize import QuantizationError
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.func(args)
     except (CLIError, CheckpointError, DownloadError, QuantizationError, FileNotFoundError, ValueError) as e:

@@ -6,6 +6,7 @@ order of first appearance over train, then valid, then test.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,9 @@ EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
 DEFAULT_DATA_DIR = Path("data/wikitext-2")
+# A word's parts, WikiText-2 style: <unk>/@-@ kept whole, "n't", "'s", runs of letters/digits, single marks.
+_WORD_PARTS = re.compile(r"<unk>|@[-,.]@|\w+(?=n't)|n't|'\w+|\w+|[^\w\s]")
+_INNER = {"-": "@-@", ",": "@,@", ".": "@.@"}     # inside a word (",", "." only between digits)
 
 
 def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
@@ -55,14 +59,31 @@ class Dictionary:
     def __len__(self) -> int:
         return len(self.idx2word)
 
+    def tokenize(self, text: str) -> list[str]:
+        """Split free text on white space; a word the dictionary lacks is split the way
+        WikiText-2 writes it, where that helps: ``2010.`` -> ``2010 .``, ``well-known`` ->
+        ``well @-@ known``, ``1,000`` -> ``1 @,@ 000``, ``don't`` -> ``do n't``."""
+        out: list[str] = []
+        for w in text.split():
+            if w in self.word2idx:
+                out.append(w)
+                continue
+            parts = _WORD_PARTS.findall(w)
+            for i, p in enumerate(parts):
+                between = 0 < i < len(parts) - 1
+                if between and p in _INNER and (p == "-" or (parts[i - 1].isdigit() and parts[i + 1].isdigit())):
+                    p = _INNER[p]
+                out.append(p)
+        return out
+
     def encode(self, text: str) -> Encoded:
-        """Encode free text (split on white space, no ``<eos>`` added).
+        """Encode free text (``tokenize``, no ``<eos>`` added).
 
         Words not in the dictionary become ``<unk>`` and are listed in ``unknown``.
         Raises ValueError if the dictionary has no ``<unk>`` to map them to.
         """
         ids, unknown = [], []
-        for w in text.split():
+        for w in self.tokenize(text):
             if w in self.word2idx:
                 ids.append(self.word2idx[w])
             else:

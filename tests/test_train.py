@@ -100,3 +100,10 @@ def test_preserving_init_keeps_the_signal_through_five_layers():
     init_lstm_preserving(b.rnn, gain=4.0)
     assert b.rnn.bias_ih_l0[64:128].eq(1).all() and b.rnn.bias_hh_l3.eq(0).all()
     assert top_signal(b) > 10 * top_signal(a)
+
+
+def test_anneal_last_divides_the_final_epochs_lr(tiny_dir, tmp_path):
+    record = train(tiny_config(tiny_dir, tmp_path / "m.safetensors", epochs=2, lr=1.0, anneal_last=True),
+                   log=lambda s: None)
+    first, last = record["history"]
+    assert last["lr"] == (first["lr"] if first["best"] else first["lr"] / 4) / 4

@@ -59,7 +59,7 @@ def cmd_train(args) -> int:
                       clip=args.clip, batch_size=args.batch_size, bptt=args.bptt, seed=args.seed,
                       ninp=args.ninp, nhid=args.nhid, nlayers=args.nlayers, dropout=args.dropout,
                       amp=None if args.amp == "none" else args.amp, device=args.device,
-                      optimizer=args.optimizer, lstm_init=args.lstm_init, init_gain=args.init_gain,
+                      anneal_last=args.anneal_last, optimizer=args.optimizer, lstm_init=args.lstm_init, init_gain=args.init_gain,
                       threads=args.threads, dry_run=args.dry_run, save_every_s=args.save_every)
     if cfg.device.startswith("cuda"):
         import torch
@@ -226,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype")
     t.add_argument("--device", default="cpu", help="cpu, or cuda where present")
     t.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
+    t.add_argument("--anneal-last", action="store_true", help="divide the lr by 4 for the last epoch")
     t.add_argument("--resume", action="store_true", help="continue from the saved training state")
     t.add_argument("--dry-run", action="store_true", help="one batch per epoch (for tests)")
     t.add_argument("--save-every", type=float, default=300.0, help="seconds between training-state saves")

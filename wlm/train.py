@@ -51,6 +51,7 @@ class TrainConfig:
     threads: int | None = None     # None: torch's default
     dry_run: bool = False          # one batch per epoch, for tests
     save_every_s: float = 300.0    # training-state save period
+    anneal_last: bool = False      # divide lr by 4 for the last epoch
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -78,6 +79,7 @@ class TrainState:
     best_val: float | None = None
     elapsed_s: float = 0.0
     history: list = field(default_factory=list)
+    annealed: bool = False
 
 
 def init_lstm_preserving(rnn: torch.nn.LSTM, gain: float) -> None:
@@ -180,6 +182,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
               "threads": torch.get_num_threads()}
 
     while st.epoch <= cfg.epochs:
+        if cfg.anneal_last and st.epoch == cfg.epochs and not st.annealed:
+            st.lr /= 4.0
+            st.annealed = True
         model.train()
         if st.batch == 0 or hidden is None:
             hidden = model.init_hidden(cfg.batch_size)

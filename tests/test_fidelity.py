@@ -6,7 +6,6 @@ from tests.conftest import SHIPPED_CHECKPOINT
 from tests.test_quantize import sqnr_db
 from wlm.bench import compare
 from wlm.checkpoint import load_checkpoint
-from wlm.generate import GenerationConfig, generate_pair
 from wlm.quantize import quantize
 
 pytestmark = [pytest.mark.wikitext,
@@ -24,7 +23,7 @@ def test_vocabulary_is_wikitext2(shipped, wikitext_corpus):
 
 
 def test_logits_on_real_text_stay_close(shipped, wikitext_corpus):
-    """SQNR of logits over the first 2,000 test tokens: > 20 dB."""
+    """SQNR of logits over the first 2,000 test tokens: > 20 dB (seen: 35.1 dB)."""
     ck, q = shipped
     x = wikitext_corpus.test[:2000].view(-1, 1)
     with torch.inference_mode():
@@ -43,8 +42,12 @@ def test_full_test_split_loss_reproduces_the_tutorial(shipped, wikitext_corpus):
     assert fp.loss == pytest.approx(ck.provenance["test_loss"], abs=1e-3)
 
 
-def test_same_random_numbers_give_mostly_the_same_words(shipped):
+def test_models_agree_on_the_next_word_in_the_same_context(shipped, wikitext_corpus):
+    """Top-1 prediction over the first 2,000 test tokens: the same word at >= 90% of positions
+    (seen: 95.7%). Free-running samples part early and then follow different contexts."""
     ck, q = shipped
-    steps = list(generate_pair((ck.model, q), ck.dictionary, GenerationConfig(words=50, seed=0)))
-    assert steps[0].words[0] == steps[0].words[1]
-    assert sum(s.words[0] == s.words[1] for s in steps) >= 5
+    x = wikitext_corpus.test[:2000].view(-1, 1)
+    with torch.inference_mode():
+        a, _ = ck.model(x, ck.model.init_hidden(1))
+        b, _ = q(x, q.init_hidden(1))
+    assert float((a.argmax(-1) == b.argmax(-1)).float().mean()) >= 0.90

@@ -21,6 +21,10 @@ _WORD_PARTS = re.compile(r"<unk>|@[-,.]@|\w+(?=n't)|n't|'\w+|\w+|[^\w\s]")
 _INNER = {"-": "@-@", ",": "@,@", ".": "@.@"}     # inside a word (",", "." only between digits)
 
 
+MISSING_HINT = ("Run `python -m wlm download`, or point --data / WLM_DATA at a folder "
+                "holding train.txt, valid.txt and test.txt.")
+
+
 def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
     """The data folder: ``data`` if given, else ``$WLM_DATA``, else ``data/wikitext-2``."""
     if data:
@@ -104,10 +108,8 @@ class Corpus:
         path = Path(path)
         missing = [s for s in SPLITS if not (path / f"{s}.txt").is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"WikiText-2 not found in {path}: missing {', '.join(s + '.txt' for s in missing)}. "
-                "Run `python -m wlm download`, or point --data / WLM_DATA at a folder "
-                "holding train.txt, valid.txt and test.txt.")
+            raise FileNotFoundError(f"WikiText-2 not found in {path}: missing "
+                                    f"{', '.join(s + '.txt' for s in missing)}. {MISSING_HINT}")
         self.path = path
         self.dictionary = Dictionary()
         self.train = self._tokenize(path / "train.txt")
@@ -137,9 +139,7 @@ def load_split(folder: str | os.PathLike, split: str, dictionary: Dictionary) ->
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     file = Path(folder) / f"{split}.txt"
     if not file.is_file():
-        raise FileNotFoundError(
-            f"WikiText-2 not found: {file} is missing. Run `python -m wlm download`, or point --data / "
-            "WLM_DATA at a folder holding train.txt, valid.txt and test.txt.")
+        raise FileNotFoundError(f"WikiText-2 not found: {file} is missing. {MISSING_HINT}")
     w2i = dictionary.word2idx
     ids: list[int] = []
     with open(file, encoding="utf8") as f:

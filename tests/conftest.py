@@ -112,6 +112,9 @@ def demo_server(tmp_path_factory, tiny_dir, tiny_corpus):
     import sys
     torch.manual_seed(0)
     model = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2))
+    with torch.no_grad():   # a fresh model is nearly uniform, and then int8 never changes a word: sharpen it
+        model.encoder.weight.mul_(30)
+        model.decoder.weight.mul_(30)
     ck = save_checkpoint(tmp_path_factory.mktemp("demo") / "m.safetensors", model, tiny_corpus.dictionary)
     mp = pytest.MonkeyPatch()
     mp.setenv("WLM_CHECKPOINT", str(ck))

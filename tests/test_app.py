@@ -19,8 +19,10 @@ def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
     monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)        # every word an update
     updates = list(app.generate("w1 w2 zebra", 20, 1.0, 4, False))
     assert len(updates) == 20
-    left, right, ls, rs, notes = updates[-1]
+    left, right, ls, rs, notes, parting = updates[-1]
     assert left.count("wlm-prompt") == 3 and "zebra" in left
+    assert left.count('class="wlm-word') == 20 and left.count("data-p-ref=") == 20 and "title=" in left
+    assert "Step by step" in notes and "agreement of" in notes
     assert "**fp32**" in ls and "words/s" in ls and "ms per word" in ls and "**qint8**" in rs
     assert "`zebra`" in notes
     assert len(updates[5][0]) < len(left)                          # panes grow word by word
@@ -28,13 +30,19 @@ def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
     assert again[:2] == (left, right)                              # same seed, same text
 
 
-def test_divergence_is_marked_or_reported(app):
-    *_, last = app.generate("", 200, 1.5, 1, False)
-    left, right, _, _, notes = last
-    if left == right:
-        assert "same 200 words" in notes
-    else:
-        assert "part at word" in notes and "wlm-diverge" in left and "wlm-diverge" in right
+def test_parting_is_marked_with_both_top_words(app):
+    parted = same = 0
+    for seed in range(6):
+        *_, last = app.generate("", 60, 1.5, seed, False)
+        left, right, _, _, notes, parting = last
+        if "wlm-diverge" in left:
+            parted += 1
+            assert "Identical for the first" in notes and "wlm-diverge" in right
+            assert "Where the texts part" in parting and parting.count("<tr>") >= 6 and parting.count("◂") == 2
+        else:
+            same += 1
+            assert "same 60 words" in notes and parting == ""
+    assert parted + same == 6
 
 
 def test_raw_toggle_shows_tokens(app):
@@ -56,13 +64,15 @@ def test_bad_generation_input_is_a_clear_error(app, args, field):
 
 def test_measure_fills_table_plots_and_status(app):
     calls = []
-    table, size, times, status, machine = app.measure("2,000 tokens", 1, progress=lambda d, t: calls.append((d, t)))
+    table, size, times, kl, status, machine = app.measure("2,000 tokens", 1, progress=lambda d, t: calls.append((d, t)))
     assert list(table.columns) == TABLE_COLUMNS and list(table["model"]) == ["fp32", "qint8"]
     n = min(2000, len(app._test_split())) - 1
     assert f"{n:,} test tokens" in status and ("faster" in status or "slower" in status)
     assert table["size MB"][1] < table["size MB"][0]
     assert set(size["part"]) == {"embedding", "LSTM", "decoder"} and list(times["model"]) == ["fp32", "qint8"]
     assert (times["seconds"] > 0).all() and calls[-1][0] == calls[-1][1]
+    assert 0 < table["top-1 agree"][1] <= 1 and 0 < table["overlap (1-TV)"][1] <= 1 and "ranks the same word" in status
+    assert set(kl["model"]) == {"qint8"} and len(kl) > 10 and (kl["KL (nats)"] >= 0).all()
     assert "threads 1" in machine and "quantized engine" in machine
     assert "not the published WikiText-2" in status            # the tiny corpus is not WikiText-2
 
@@ -75,8 +85,8 @@ def test_measure_rejects_unknown_slice(app):
 
 def test_without_data_the_panel_says_so_and_size_still_shows(app, tmp_path):
     empty = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "none")))
-    table, size, times, status, _ = empty.measure()
-    assert table.empty and len(size) == 6 and times.empty
+    table, size, times, kl, status, _ = empty.measure()
+    assert table.empty and len(size) == 6 and times.empty and kl.empty
     assert "WikiText-2 is not here" in status and "Download WikiText-2" in status
 
 

@@ -14,8 +14,10 @@ def test_compare_measures_both_models_on_the_same_tokens(tiny_model, tiny_corpus
     assert q.size_mb < fp.size_mb and set(q.modules_mb) == {"encoder", "rnn", "decoder"}
     assert fp.speedup == 1.0 and q.speedup == pytest.approx(fp.seconds / q.seconds)
     assert q.loss_change == pytest.approx(q.loss - fp.loss)
-    assert calls[-1] == (238, 238) and all(d <= t for d, t in calls)
-    assert "qint8" in format_table(rows)
+    assert calls[-1] == (119, 119) and all(d <= t for d, t in calls)      # test tokens, both models in lockstep
+    assert fp.agreement is None and 0.5 < q.agreement.top1 <= 1
+    table = format_table(rows)
+    assert "qint8" in table and "top-1" in table and f"{q.agreement.overlap:8.4f}" in table
 
 
 def test_generation_rate_and_machine_info(tiny_model, tiny_corpus):

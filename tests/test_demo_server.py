@@ -19,7 +19,7 @@ def test_generate_streams_and_is_reproducible(client):
     updates = list(job)
     final = job.result()
     assert len(updates) >= 2                               # intermediate updates arrived
-    left, right, ls, rs, notes = final
+    left, right, ls, rs, notes, parting = final
     assert "wlm-text" in left and "wlm-text" in right and "words/s" in ls and "words/s" in rs
     assert len(updates[0][0]) < len(left)
     again = client.predict("w1 w2", 1000, 1.0, 11, False, api_name="/generate")
@@ -27,7 +27,7 @@ def test_generate_streams_and_is_reproducible(client):
 
 
 def test_measure_on_a_small_slice(client):
-    table, size, times, status, machine = client.predict("2,000 tokens", 1, api_name="/measure")
+    table, size, times, kl, status, machine = client.predict("2,000 tokens", 1, api_name="/measure")
     assert [row[0] for row in table["data"]] == ["fp32", "qint8"]
     assert "test tokens" in status
     assert [row[0] for row in times["data"]] == ["fp32", "qint8"]

@@ -56,3 +56,59 @@ def test_leaves_training_mode_as_it_was(tiny_model, tiny_corpus):
 def test_bad_arguments(tiny_model, tiny_corpus, kw):
     with pytest.raises(ValueError):
         evaluate(tiny_model, tiny_corpus.test, **kw)
+
+
+def test_lockstep_losses_match_each_model_alone(tiny_model, tiny_corpus):
+    from wlm.evaluate import Comparison
+    from wlm.quantize import quantize
+    q = quantize(tiny_model)
+    fp, qr = Comparison({"fp32": tiny_model, "qint8": q}, tiny_corpus.test).run()
+    assert fp.loss == pytest.approx(evaluate(tiny_model, tiny_corpus.test).loss, rel=1e-6)
+    assert qr.loss == pytest.approx(evaluate(q, tiny_corpus.test).loss, rel=1e-6)
+    assert fp.agreement is None and qr.agreement is not None
+    a = qr.agreement
+    assert 0 < a.top1 <= 1 and 0 <= a.kl_median <= a.kl_p99 and 0 < a.overlap <= 1
+    assert a.words_before_parting == pytest.approx(1 / (1 - a.overlap))
+    n = len(a.kl_trace)
+    assert 90 <= n <= 100 and n * a.trace_bin_tokens >= fp.tokens > (n - 1) * a.trace_bin_tokens
+
+
+def test_a_model_agrees_perfectly_with_itself(tiny_model, tiny_corpus):
+    from wlm.evaluate import Comparison
+    _, same = Comparison({"a": tiny_model, "b": tiny_model}, tiny_corpus.test, max_tokens=300).run()
+    a = same.agreement
+    assert a.top1 == 1.0 and a.kl_mean == pytest.approx(0, abs=1e-6) and a.overlap == pytest.approx(1, abs=1e-5)
+    assert a.dp_mean == 0 and a.dp_rms == 0
+
+
+def test_agreement_metrics_match_their_definitions(tiny_model, tiny_corpus):
+    """KL, overlap, top-1 and dp recomputed by hand from both models' logits over the same text."""
+    from wlm.evaluate import Comparison
+    from wlm.quantize import quantize
+    with torch.no_grad():                           # sharpen the nearly uniform fresh model
+        tiny_model.encoder.weight.mul_(30)
+        tiny_model.decoder.weight.mul_(30)
+    q = quantize(tiny_model)
+    ids = tiny_corpus.test[:26]                     # one chunk of 25: one call per model, as the loop
+    a = Comparison({"fp32": tiny_model, "q": q}, ids).run()[1].agreement
+    x, y = ids[:-1].view(-1, 1), ids[1:]
+    with torch.inference_mode():
+        lp = torch.log_softmax(tiny_model(x, tiny_model.init_hidden(1))[0][:, 0], -1)
+        lq = torch.log_softmax(q(x, q.init_hidden(1))[0][:, 0], -1)
+    kl = (lp.exp() * (lp - lq)).sum(-1)
+    assert float(kl.mean()) > 1e-5 and a.kl_mean == pytest.approx(float(kl.mean()), rel=1e-3)
+    assert a.overlap == pytest.approx(float(1 - 0.5 * (lp.exp() - lq.exp()).abs().sum(-1).mean()), rel=1e-5)
+    assert a.top1 == pytest.approx(float((lp.argmax(-1) == lq.argmax(-1)).double().mean()))
+    dp = lq.exp()[range(25), y] - lp.exp()[range(25), y]
+    assert a.dp_mean == pytest.approx(float(dp.mean()), abs=1e-7)
+
+
+def test_step_runs_one_chunk_at_a_time(tiny_model, tiny_corpus):
+    from wlm.evaluate import Comparison
+    c = Comparison({"m": tiny_model}, tiny_corpus.test, max_tokens=101)
+    seen = []
+    while c.step():
+        seen.append(c.tokens)
+    assert seen == [(25, 100), (50, 100), (75, 100)] and c.done and c.tokens == (100, 100)
+    assert not c.step()
+    assert c.results()[0].loss == pytest.approx(reference_loss(tiny_model, tiny_corpus.test[:101], 25), rel=1e-6)

@@ -5,6 +5,7 @@ this is testable without a server and usable from a notebook.
 """
 from __future__ import annotations
 
+import html
 import math
 import threading
 import time
@@ -19,9 +20,10 @@ from .checkpoint import load_checkpoint
 from .data import load_split, resolve_data_dir
 from .download import SHA256, DownloadError, download, sha256_file
 from .evaluate import num_threads
-from .generate import MAX_WORDS, GenerationConfig, generate_pair
+from .generate import MAX_WORDS, GenerationConfig
+from .pair import generate_pair
 from .quantize import TUTORIAL, model_size, quantize
-from .text import first_difference, render_html
+from .text import format_p, render_pane
 
 DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"
 SLICES = {"2,000 tokens": 2_000, "5,000 tokens": 5_000, "20,000 tokens": 20_000, "50,000 tokens": 50_000,
@@ -30,7 +32,8 @@ DEFAULT_SLICE = "5,000 tokens"
 MAX_PROMPT_CHARS = 2_000
 STREAM_INTERVAL_S = 0.05          # at most ~20 UI updates per second while generating
 MODULE_LABELS = {"encoder": "embedding", "rnn": "LSTM", "decoder": "decoder"}
-TABLE_COLUMNS = ["model", "size MB", "loss", "perplexity", "seconds", "tokens/s", "speed-up x", "loss change"]
+TABLE_COLUMNS = ["model", "size MB", "loss", "perplexity", "seconds", "tokens/s", "speed-up x", "loss change",
+                 "top-1 agree", "KL mean", "KL p99", "overlap (1-TV)", "Δp rms"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,67 @@ def _as_float(name: str, value, lo: float, hi: float) -> float:
     return f
 
 
+class PairRun:
+    """What one side-by-side run has written so far, and its views for the page."""
+
+    def __init__(self, names, prompt_words, unknown, raw):
+        self.names, self.prompt_words, self.unknown, self.raw = names, prompt_words, unknown, raw
+        self.steps = []
+        self.secs = [0.0, 0.0]
+        self.mark, self.top = None, None
+
+    def add(self, step) -> None:
+        self.steps.append(step)
+        for k in (0, 1):
+            self.secs[k] += step.seconds[k]
+        if step.top is not None and self.mark is None:
+            self.mark, self.top = step.index, step.top
+
+    def view(self, done: bool) -> tuple:
+        n, names = len(self.steps), self.names
+        stats = [f"**{name}**: {n / s:,.0f} words/s · {1000 * s / n:.2f} ms per word ({n} words)"
+                 for name, s in zip(names, self.secs)]
+        htmls = [render_pane(self.prompt_words, [s.info[k] for s in self.steps], names, self.raw, self.mark)
+                 for k in (0, 1)]
+        notes = []
+        if done:
+            notes.append(self.summary())
+        if self.unknown:
+            notes.append("Not in the vocabulary, read as `<unk>`: " + ", ".join(f"`{w}`" for w in self.unknown))
+        return htmls[0], htmls[1], stats[0], stats[1], "\n\n".join(notes), self.parting_table()
+
+    def summary(self) -> str:
+        n, (a, b) = len(self.steps), self.names
+        same = [sum(s.info[k].same for s in self.steps) for k in (0, 1)]
+        differ = sum(s.words[0] != s.words[1] for s in self.steps)
+        if self.mark is None:
+            head = f"**Both models wrote the same {n} words.**"
+        else:
+            w = self.steps[self.mark].words
+            head = (f"**Identical for the first {self.mark} of {n} words.** At word {self.mark + 1} (boxed) {a} wrote "
+                    f"“{w[0]}”, {b} “{w[1]}”; from there each model continues from its own text, and the panes "
+                    f"differ at {differ} of {n} positions.")
+        rate = sum(same) / (2 * n)
+        expect = "" if rate >= 1 else f", i.e. a parting every {1 / (1 - rate):.0f} words on average"
+        return (f"{head} Step by step, in each pane's own context and with the same random numbers, {b} would have "
+                f"picked {a}'s word at {same[0]} of {n} steps and {a} {b}'s at {same[1]} of {n}: an agreement of "
+                f"**{rate:.1%}**{expect}. Hover a word for both models' probabilities; shading is the total "
+                f"variation between their distributions at that step, and a dotted underline marks a word the "
+                f"other model would not have picked.")
+
+    def parting_table(self) -> str:
+        """HTML table of both models' top 5 next words at the step where the texts part."""
+        if self.top is None:
+            return ""
+        a, b = (html.escape(n) for n in self.names)
+        chosen = self.steps[self.mark].words
+        rows = "".join(f"<tr><td>{'<b>' + html.escape(w) + '</b> ◂' if w in chosen else html.escape(w)}</td>"
+                       f"<td>{format_p(pa)}</td><td>{format_p(pb)}</td></tr>" for w, pa, pb in self.top)
+        return (f'<table class="wlm-top"><caption>Where the texts part (word {self.mark + 1}): each model\'s top 5 '
+                f'next words and the two words drawn (◂)</caption><thead><tr><th>word</th><th>p({a})</th>'
+                f'<th>p({b})</th></tr></thead><tbody>{rows}</tbody></table>')
+
+
 class QuantDemo:
     """The fp32 model of a checkpoint and its qint8 copy, built once."""
 
@@ -78,7 +142,8 @@ class QuantDemo:
 
     # ---------------------------------------------------------------- generation
     def generate(self, prompt, words=100, temperature=1.0, seed=0, raw=False) -> Iterator[tuple]:
-        """Stream (fp32 html, qint8 html, fp32 stats, qint8 stats, notes) while both models write."""
+        """Stream (fp32 html, qint8 html, fp32 stats, qint8 stats, notes, parting table) while
+        both models write from one random stream (``wlm.pair.generate_pair``)."""
         if prompt is None:
             prompt = ""
         if not isinstance(prompt, str):
@@ -88,40 +153,16 @@ class QuantDemo:
         cfg = GenerationConfig(prompt=prompt, words=_as_int("words", words, 1, MAX_WORDS),
                                temperature=_as_float("temperature", temperature, 0.0, 10.0),
                                seed=_as_int("seed", seed, 0, 2**63 - 1))
-        raw = bool(raw)
-        names = list(self.models)
-        prompt_words = self.dictionary.tokenize(prompt)
-        unknown = self.dictionary.encode(prompt).unknown
-        texts: tuple[list[str], list[str]] = ([], [])
-        secs = [0.0, 0.0]
+        run = PairRun(tuple(self.models), self.dictionary.tokenize(prompt),
+                      self.dictionary.encode(prompt).unknown, bool(raw))
         last = 0.0
         for step in generate_pair(list(self.models.values()), self.dictionary, cfg, threads=self.cfg.threads):
-            for k in (0, 1):
-                texts[k].append(step.words[k])
-                secs[k] += step.seconds[k]
+            run.add(step)
             now = time.perf_counter()
             if now - last >= STREAM_INTERVAL_S and step.index + 1 < cfg.words:
                 last = now
-                yield self._gen_view(names, prompt_words, texts, secs, raw, None, unknown, done=False)
-        mark = first_difference(*texts)
-        yield self._gen_view(names, prompt_words, texts, secs, raw, mark, unknown, done=True)
-
-    @staticmethod
-    def _gen_view(names, prompt_words, texts, secs, raw, mark, unknown, done):
-        n = len(texts[0])
-        stats = [f"**{name}**: {n / s:,.0f} words/s · {1000 * s / n:.2f} ms per word ({n} words)"
-                 for name, s in zip(names, secs)]
-        notes = []
-        if done:
-            if mark is None:
-                notes.append(f"Both models wrote the same {n} words.")
-            else:
-                notes.append(f"The texts part at word {mark + 1} of {n} (highlighted): fp32 wrote “{texts[0][mark]}”, "
-                             f"qint8 “{texts[1][mark]}”; from there each model continues from its own words.")
-        if unknown:
-            notes.append("Not in the vocabulary, read as `<unk>`: " + ", ".join(f"`{w}`" for w in unknown))
-        htmls = [render_html(prompt_words, t, raw=raw, mark=mark if done else None) for t in texts]
-        return htmls[0], htmls[1], stats[0], stats[1], "\n\n".join(notes)
+                yield run.view(done=False)
+        yield run.view(done=True)
 
     # ---------------------------------------------------------------- measurement
     def data_status(self) -> str:
@@ -141,28 +182,50 @@ class QuantDemo:
 
     def measure(self, slice_label=DEFAULT_SLICE, threads=None,
                 progress: Callable[[int, int], None] | None = None) -> tuple:
-        """Evaluate both models on the first N test tokens.
+        """Evaluate both models on the first N test tokens, in lockstep (``wlm.evaluate.Comparison``).
 
-        Returns (table, size plot frame, time plot frame, status markdown, machine markdown).
+        Returns (table, size plot frame, time plot frame, KL plot frame, status markdown,
+        machine markdown).
         """
         if slice_label not in SLICES:
             raise ValueError(f"slice must be one of {', '.join(SLICES)}, got {slice_label!r}")
         threads = self.cfg.threads if threads in (None, "") else _as_int("threads", threads, 1, 64)
         if not (self.data_dir / "test.txt").is_file():
-            return (pd.DataFrame(columns=TABLE_COLUMNS), self.size_frame(), self.time_frame([]),
+            return (pd.DataFrame(columns=TABLE_COLUMNS), self.size_frame(), self.time_frame([]), self.kl_frame([]),
                     self.data_status(), self.machine_markdown(threads))
         ids = self._test_split()
         rows = compare(self.models, ids, max_tokens=SLICES[slice_label], threads=threads, progress=progress)
-        table = pd.DataFrame([[m.model, round(m.size_mb, 3), round(m.loss, 4), round(m.ppl, 2), round(m.seconds, 2),
-                               round(m.tokens_per_s), round(m.speedup, 2), round(m.loss_change, 4)] for m in rows],
-                             columns=TABLE_COLUMNS)
+        table = pd.DataFrame([self._table_row(m) for m in rows], columns=TABLE_COLUMNS)
         fp, q = rows
+        a = q.agreement
         status = (f"{fp.tokens:,} test tokens, {threads} thread(s): qint8 is **{q.speedup:.2f}x** "
                   f"{'faster' if q.speedup >= 1 else 'slower'}, **{fp.size_mb / q.size_mb:.2f}x** smaller, "
-                  f"loss {q.loss_change:+.4f} (tutorial, full split: 1.76x, 1.43x, +0.001).")
+                  f"loss {q.loss_change:+.4f} (tutorial, full split: 1.76x, 1.43x, +0.001). On the same tokens it "
+                  f"ranks the same word first at **{a.top1:.1%}** of positions; its distribution overlaps fp32's by "
+                  f"**{a.overlap:.1%}** on average (1 - total variation: the share of words a coupled sample keeps, "
+                  f"so about {a.words_before_parting:.0f} identical words before two samples part); mean KL(fp32 ‖ "
+                  f"qint8) {a.kl_mean:.4f} nats.")
         if not self._test_is_wikitext:
             status += f" Note: `{self.data_dir / 'test.txt'}` is not the published WikiText-2 file (sha256 differs)."
-        return table, self.size_frame(), self.time_frame(rows), status, self.machine_markdown(threads)
+        return (table, self.size_frame(), self.time_frame(rows), self.kl_frame(rows), status,
+                self.machine_markdown(threads))
+
+    @staticmethod
+    def _table_row(m) -> list:
+        a = m.agreement
+        agree = ([round(a.top1, 4), round(a.kl_mean, 5), round(a.kl_p99, 4), round(a.overlap, 4),
+                  round(a.dp_rms, 5)] if a else [None] * 5)
+        return [m.model, round(m.size_mb, 3), round(m.loss, 4), round(m.ppl, 2), round(m.seconds, 2),
+                round(m.tokens_per_s), round(m.speedup, 2), round(m.loss_change, 4), *agree]
+
+    @staticmethod
+    def kl_frame(rows) -> pd.DataFrame:
+        """Mean KL(fp32 || model) per stretch of the test text, for a line plot."""
+        pts = [(m.model, (k + 0.5) * m.agreement.trace_bin_tokens, v)
+               for m in rows if m.agreement for k, v in enumerate(m.agreement.kl_trace)]
+        return pd.DataFrame({"model": pd.Series([p[0] for p in pts], dtype="string"),
+                             "test token": pd.Series([p[1] for p in pts], dtype="float64"),
+                             "KL (nats)": pd.Series([p[2] for p in pts], dtype="float64")})
 
     def size_frame(self) -> pd.DataFrame:
         """Size per model and module (MB), for a stacked bar plot."""

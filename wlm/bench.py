@@ -1,7 +1,7 @@
-"""Side-by-side measurement of fp32 and quantized models: size, eval time and loss, words/s.
+"""Side-by-side measurement of fp32 and quantized models: size, eval time, loss, agreement, words/s.
 
-Both models run in one process, one after the other, on the same tokens and thread count,
-so the ratio between them is meaningful even on a noisy machine.
+All models run in one process, in lockstep on the same chunks (``wlm.evaluate.Comparison``)
+and with the same thread count, so the ratio between them is meaningful on a noisy machine.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .data import Dictionary
-from .evaluate import evaluate, num_threads
+from .evaluate import Agreement, Comparison, num_threads
 from .generate import GenerationConfig, generate
 from .progress import Progress
 from .quantize import model_size
@@ -31,29 +31,33 @@ class Measurement:
     tokens: int
     speedup: float = 1.0          # fp32 seconds / this model's seconds
     loss_change: float = 0.0      # this model's loss - fp32 loss
+    agreement: Agreement | None = None    # against fp32 on the same tokens (None for fp32)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def compare(models: dict, ids: torch.Tensor, *, max_tokens: int | None = None, threads: int = 1,
-            progress: Progress = None) -> list[Measurement]:
-    """Evaluate each model (name -> model; the first is the reference) on the same tokens.
-
-    ``progress(done, total)`` counts tokens over all models together.
-    """
-    n = len(ids) if max_tokens is None else min(max_tokens, len(ids))
+def measurements(models: dict, comparison: Comparison) -> list[Measurement]:
+    """The table rows of a (finished or partial) comparison: size, loss, speed, agreement."""
     out: list[Measurement] = []
-    for k, (name, model) in enumerate(models.items()):
+    for (name, model), r in zip(models.items(), comparison.results()):
         size = model_size(model)
-        step = (lambda d, t, k=k: progress(k * t + d, len(models) * t)) if progress else None
-        r = evaluate(model, ids, max_tokens=n, threads=threads, progress=step)
-        m = Measurement(name, size.total_mb, size.modules_mb, r.loss, r.ppl, r.seconds, r.tokens_per_s, r.tokens)
+        m = Measurement(name, size.total_mb, size.modules_mb, r.loss, r.ppl, r.seconds, r.tokens_per_s, r.tokens,
+                        agreement=r.agreement)
         if out:
-            m.speedup = out[0].seconds / r.seconds
+            m.speedup = out[0].seconds / r.seconds if r.seconds > 0 else float("nan")
             m.loss_change = r.loss - out[0].loss
         out.append(m)
     return out
+
+
+def compare(models: dict, ids: torch.Tensor, *, max_tokens: int | None = None, threads: int = 1,
+            progress: Progress = None) -> list[Measurement]:
+    """Evaluate each model (name -> model; the first is the reference) on the same tokens, in
+    lockstep. ``progress(done, total)`` counts test tokens."""
+    c = Comparison(models, ids, max_tokens=max_tokens)
+    c.run(threads=threads, progress=progress)
+    return measurements(models, c)
 
 
 def generation_rate(model, dictionary: Dictionary, words: int = 200, threads: int = 1, seed: int = 0) -> dict:
@@ -65,6 +69,22 @@ def generation_rate(model, dictionary: Dictionary, words: int = 200, threads: in
         n = sum(1 for _ in it)
         dt = time.perf_counter() - t0
     return {"words_per_s": n / dt, "ms_per_word": 1000 * dt / n, "words": n}
+
+
+def coupled_parting(models, dictionary: Dictionary, *, prompt: str = "", seeds: int = 50, words: int = 100,
+                    temperature: float = 1.0, threads: int = 1) -> dict:
+    """Side-by-side runs (``wlm.pair``) over seeds 0..seeds-1: the mean number of identical words
+    before the two texts part (``words`` when they never do) and the mean step-by-step agreement."""
+    from .pair import generate_pair
+    before, agree = [], []
+    for seed in range(seeds):
+        cfg = GenerationConfig(prompt=prompt, words=words, temperature=temperature, seed=seed)
+        steps = list(generate_pair(models, dictionary, cfg, threads=threads))
+        before.append(next((s.index for s in steps if s.top is not None), words))
+        agree.append(sum(s.info[0].same + s.info[1].same for s in steps) / (2 * words))
+    return {"seeds": seeds, "words": words, "prompt": prompt, "temperature": temperature,
+            "mean_identical_words": sum(before) / seeds, "never_parted": sum(b == words for b in before),
+            "step_agreement": sum(agree) / seeds}
 
 
 def cpu_model() -> str:
@@ -110,4 +130,15 @@ def format_table(rows: list[Measurement]) -> str:
     for m in rows:
         lines.append(f"{m.model:<8} {m.size_mb:9.3f} {m.loss:7.4f} {m.ppl:8.2f} {m.seconds:8.2f} {m.tokens_per_s:9.0f} "
                      f"{m.speedup:8.2f}x {m.loss_change:+9.4f}")
+    agreeing = [m for m in rows if m.agreement]
+    if agreeing:
+        head = (f"{'vs ' + rows[0].model:<8} {'top-1':>7} {'KL mean':>9} {'KL med':>9} {'KL p99':>8} {'overlap':>8} "
+                f"{'words':>6} {'dp mean':>9} {'dp rms':>8}")
+        lines += ["", head, "-" * len(head)]
+        for m in agreeing:
+            a = m.agreement
+            lines.append(f"{m.model:<8} {a.top1:7.4f} {a.kl_mean:9.5f} {a.kl_median:9.5f} {a.kl_p99:8.4f} "
+                         f"{a.overlap:8.4f} {a.words_before_parting:6.1f} {a.dp_mean:+9.5f} {a.dp_rms:8.5f}")
+        lines.append("top-1: same most likely word; KL(fp32 || model) in nats; overlap: 1 - total variation, the "
+                     "share of words a coupled sample keeps; words: 1 / (1 - overlap); dp: change in p(true next word)")
     return "\n".join(lines)

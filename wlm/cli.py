@@ -91,23 +91,32 @@ def _load(args):
 
 def cmd_eval(args) -> int:
     from .data import Corpus
-    from .evaluate import evaluate
+    from .evaluate import Comparison
     from .quantize import model_size
     ckpt, model, name = _load(args)
     corpus = Corpus(resolve_data_dir(args.data))
     if len(corpus.dictionary) != ckpt.model.config.ntoken or corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
         raise CLIError(f"the corpus in {corpus.path} does not have the checkpoint's vocabulary")
     from .progress import TqdmProgress
-    bar = TqdmProgress(f"eval {name} {args.split}", unit="tok", disable=args.json)
-    r = evaluate(model, corpus.split(args.split), max_tokens=args.max_tokens, threads=args.threads, progress=bar)
+    # a quantized model is evaluated in lockstep with fp32, which gives the agreement metrics
+    models = {"fp32": ckpt.model, name: model} if model is not ckpt.model else {name: model}
+    bar = TqdmProgress(f"eval {' + '.join(models)} {args.split}", unit="tok", disable=args.json)
+    r = Comparison(models, corpus.split(args.split), max_tokens=args.max_tokens).run(threads=args.threads,
+                                                                                    progress=bar)[-1]
     size = model_size(model)
     out = {"model": name, "size_mb": round(size.total_mb, 6), **r.to_dict(), "split": args.split,
            "threads": args.threads, "checkpoint": str(args.checkpoint)}
     if args.json:
         print(json.dumps(out))
-    else:
-        print(f"{name}: size {size.total_mb:.3f} MB | {args.split} loss {r.loss:.4f} | ppl {r.ppl:.2f} | "
-              f"{r.tokens} tokens in {r.seconds:.1f} s ({r.tokens_per_s:.0f} tokens/s, {args.threads} thread(s))")
+        return 0
+    print(f"{name}: size {size.total_mb:.3f} MB | {args.split} loss {r.loss:.4f} | ppl {r.ppl:.2f} | "
+          f"{r.tokens} tokens in {r.seconds:.1f} s ({r.tokens_per_s:.0f} tokens/s, {args.threads} thread(s))")
+    a = r.agreement
+    if a:
+        print(f"vs fp32 on the same tokens: top-1 agreement {a.top1:.4f} | KL(fp32 || {name}) mean {a.kl_mean:.5f}, "
+              f"median {a.kl_median:.5f}, p99 {a.kl_p99:.4f} nats | overlap (1 - TV) {a.overlap:.4f}, "
+              f"~{a.words_before_parting:.0f} words before coupled samples part | "
+              f"p(true next word) change mean {a.dp_mean:+.5f}, rms {a.dp_rms:.5f}")
     return 0
 
 
@@ -134,7 +143,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import compare, format_table, generation_rate, machine_info
+    from .bench import compare, coupled_parting, format_table, generation_rate, machine_info
     from .data import Corpus
     from .progress import TqdmProgress
     from .quantize import TUTORIAL, quantize
@@ -148,10 +157,12 @@ def cmd_bench(args) -> int:
                    progress=TqdmProgress("bench", unit="tok", disable=args.json))
     gen = {name: generation_rate(m, ckpt.dictionary, words=args.words, threads=args.threads)
            for name, m in models.items()} if args.words else {}
+    coupled = coupled_parting(list(models.values()), ckpt.dictionary, prompt=args.pair_prompt, seeds=args.pair_seeds,
+                              threads=args.threads) if args.pair_seeds else None
     info = machine_info(args.threads)
     if args.json:
         print(json.dumps({"split": args.split, "rows": [r.to_dict() for r in rows], "generation": gen,
-                          "machine": info}))
+                          "coupled": coupled, "machine": info}))
         return 0
     print(f"{args.split} split, {rows[0].tokens} tokens, {args.threads} thread(s), {info['cpu']}, "
           f"torch {info['torch']}, engine {info['quantized_engine']}")
@@ -161,6 +172,10 @@ def cmd_bench(args) -> int:
     if len(gen) == 2:
         a, b = gen.values()
         print(f"generation speed-up: {b['words_per_s'] / a['words_per_s']:.2f}x")
+    if coupled:
+        print(f"side by side, {coupled['seeds']} seeds x {coupled['words']} words, prompt {args.pair_prompt!r}: "
+              f"{coupled['mean_identical_words']:.1f} identical words before the texts part on average "
+              f"({coupled['never_parted']} runs never parted); step-by-step agreement {coupled['step_agreement']:.4f}")
     return 0
 
 
@@ -204,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = _command(sub, "bench", "measure fp32 vs qint8 in one run: size, eval time, loss, words/s", cmd_bench,
                  split=True)
     b.add_argument("--words", type=int, default=200, help="words generated per model for words/s (0: skip)")
+    b.add_argument("--pair-seeds", type=int, default=0,
+                   help="side-by-side runs of 100 words (seeds 0..N-1): identical words before the texts part")
+    b.add_argument("--pair-prompt", default="The game was released in", help="prompt of those runs")
 
     t = sub.add_parser("train", help="train the model with the tutorial's recipe",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -35,21 +35,47 @@ def detokenize(words: list[str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", "".join(s + t for s, t in pieces(words)))
 
 
-def render_html(prompt: list[str], words: list[str], raw: bool = False, mark: int | None = None) -> str:
-    """HTML of prompt (muted) then generated words; the word at index ``mark`` is highlighted."""
+def format_p(p: float) -> str:
+    """A probability for people: 0.351, 0.0042, 7.3e-05."""
+    return f"{p:.3f}" if p >= 0.01 else f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _shade(tv: float) -> float:
+    """Background opacity for a step's total variation: 0 at TV 0, full at TV >= 0.25."""
+    return round(min(1.0, tv / 0.25) * 0.55, 3)
+
+
+def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: bool = False,
+                mark: int | None = None) -> str:
+    """HTML of one pane of a side-by-side run: prompt (muted), then each generated word with
+    both models' probabilities on hover (``title``) and as data attributes, shaded by how far
+    the two distributions were apart at that step (total variation). Words the other model
+    would not have picked (same noise, same context) are underlined with a dotted line, so
+    the view does not rely on colour alone; the word at ``mark`` (where the texts part) is
+    boxed. ``steps`` are ``wlm.pair.WordInfo`` objects."""
     head = pieces(prompt, raw)
-    body = pieces(words, raw, glue=not prompt)
+    body = pieces([s.word for s in steps], raw, glue=not prompt)
     parts = [f'<span class="wlm-prompt" style="opacity: 0.6">{html.escape(s + t)}</span>' for s, t in head]
-    for i, (s, t) in enumerate(body):
-        t = html.escape(t)
+    a, b = (html.escape(n) for n in names)
+    for i, ((sep, text), st) in enumerate(zip(body, steps)):
+        title = (f"{st.word}: p({a}) = {format_p(st.p[0])}, p({b}) = {format_p(st.p[1])}; "
+                 f"total variation {st.tv:.3f}"
+                 + ("" if st.same else f"; the other model would have picked another word here"))
+        style = f"background: rgba(234, 88, 12, {_shade(st.tv)})"
+        cls = "wlm-word"
+        if not st.same:
+            cls += " wlm-flip"
+            style += "; text-decoration: underline dotted 2px"
         if i == mark:
-            t = (f'<mark class="wlm-diverge" style="background: #fde047; color: #111" '
-                 f'title="first word where fp32 and qint8 differ">{t}</mark>')
-        parts.append(html.escape(s) + t)
+            cls += " wlm-diverge"
+            style += "; outline: 2px solid #111; border-radius: 3px"
+        parts.append(html.escape(sep) + f'<span class="{cls}" style="{style}" title="{html.escape(title)}" '
+                     f'data-p-ref="{st.p[0]:.6f}" data-p-other="{st.p[1]:.6f}" data-tv="{st.tv:.6f}">'
+                     f'{html.escape(text)}</span>')
     text = "".join(parts)
     if not raw:
         text = re.sub(r"\n{3,}", "\n\n", text)
-    return f'<div class="wlm-text" style="white-space: pre-wrap">{text}</div>'
+    return f'<div class="wlm-text" style="white-space: pre-wrap; line-height: 1.7">{text}</div>'
 
 
 def first_difference(a: list[str], b: list[str]) -> int | None:

@@ -37,11 +37,12 @@ class Measurement:
         return asdict(self)
 
 
-def measurements(models: dict, comparison: Comparison) -> list[Measurement]:
-    """The table rows of a (finished or partial) comparison: size, loss, speed, agreement."""
+def measurements(models: dict, comparison: Comparison, sizes: dict | None = None) -> list[Measurement]:
+    """The table rows of a (finished or partial) comparison: size, loss, speed, agreement.
+    ``sizes`` (name -> SizeReport) for models ``model_size`` cannot weigh (other engines)."""
     out: list[Measurement] = []
     for (name, model), r in zip(models.items(), comparison.results()):
-        size = model_size(model)
+        size = (sizes or {}).get(name) or model_size(model)
         m = Measurement(name, size.total_mb, size.modules_mb, r.loss, r.ppl, r.seconds, r.tokens_per_s, r.tokens,
                         agreement=r.agreement)
         if out:
@@ -52,12 +53,75 @@ def measurements(models: dict, comparison: Comparison) -> list[Measurement]:
 
 
 def compare(models: dict, ids: torch.Tensor, *, max_tokens: int | None = None, threads: int = 1,
-            progress: Progress = None) -> list[Measurement]:
+            progress: Progress = None, sizes: dict | None = None) -> list[Measurement]:
     """Evaluate each model (name -> model; the first is the reference) on the same tokens, in
     lockstep. ``progress(done, total)`` counts test tokens."""
     c = Comparison(models, ids, max_tokens=max_tokens)
     c.run(threads=threads, progress=progress)
-    return measurements(models, c)
+    return measurements(models, c, sizes)
+
+
+def _spread(values: list[float]) -> dict:
+    v = sorted(values)
+    return {"median": v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2,
+            "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def bench_models(models: dict, ids: torch.Tensor, *, max_tokens: int | None = None, threads: int = 1,
+                 repeats: int = 3, steps: int = 200, sizes: dict | None = None,
+                 progress: Progress = None) -> tuple[list[Measurement], dict]:
+    """Loss, agreement and speed of every model (name -> model; the first is the reference).
+
+    After a warm-up pass over 100 tokens: ``repeats`` lockstep passes over the slice (W1,
+    evaluation tokens/s: every model runs each chunk before the next, so the models are
+    interleaved chunk by chunk), then ``steps`` one-token steps with the hidden state carried
+    (W2, ms per step), model after model for each token. Returns the rows of the first pass
+    and, per model, the median, min and max of W1 and W2.
+    """
+    if repeats < 1 or steps < 1:
+        raise ValueError("repeats and steps must be at least 1")
+    w1 = {n: [] for n in models}
+    w2 = {n: [] for n in models}
+    rows = None
+    with num_threads(threads):
+        Comparison(models, ids, max_tokens=101).run(threads=None)              # warm-up
+        for r in range(repeats):
+            c = Comparison(models, ids, max_tokens=max_tokens)
+            step = (lambda d, t, r=r: progress(r * t + d, repeats * t)) if progress else None
+            c.run(threads=None, progress=step)
+            rows = rows or measurements(models, c, sizes)
+            for n, res in zip(models, c.results()):
+                w1[n].append(res.tokens_per_s)
+        hidden = {n: m.init_hidden(1) for n, m in models.items()}
+        with torch.inference_mode():
+            for t in ids[:steps].tolist():
+                x = torch.tensor([[t]])
+                for n, m in models.items():
+                    t0 = time.perf_counter()
+                    _, hidden[n] = m(x, hidden[n])
+                    w2[n].append(1000 * (time.perf_counter() - t0))
+    return rows, {n: {"w1_tokens_per_s": _spread(w1[n]), "w2_ms": _spread(w2[n])} for n in models}
+
+
+def speed_markdown(rows: list[Measurement], speed: dict, engines: dict | None = None,
+                   gen: dict | None = None) -> str:
+    """One Markdown table: size, loss change, agreement, W1 and W2 (median [min-max]), ratios to
+    the first row, and generation words/s where measured."""
+    ref = speed[rows[0].model]
+    lines = ["| variant | engine | size MB | loss change | top-1 | KL mean | W1 tokens/s | W1 vs ref | "
+             "W2 ms/step | W2 vs ref | generate words/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in rows:
+        s1, s2 = speed[m.model]["w1_tokens_per_s"], speed[m.model]["w2_ms"]
+        a = m.agreement
+        g = (gen or {}).get(m.model)
+        words = f"{g['words_per_s']:,.0f}" if g else ""
+        lines.append(
+            f"| {m.model} | {(engines or {}).get(m.model, '')} | {m.size_mb:.2f} | {m.loss_change:+.4f} | "
+            f"{f'{a.top1:.4f}' if a else ''} | {f'{a.kl_mean:.5f}' if a else ''} | "
+            f"{s1['median']:,.0f} [{s1['min']:,.0f}-{s1['max']:,.0f}] | {s1['median'] / ref['w1_tokens_per_s']['median']:.2f}x | "
+            f"{s2['median']:.3f} [{s2['min']:.3f}-{s2['max']:.3f}] | {s2['median'] / ref['w2_ms']['median']:.2f}x | "
+            f"{words} |")
+    return "\n".join(lines)
 
 
 def generation_rate(model, dictionary: Dictionary, words: int = 200, threads: int = 1, seed: int = 0) -> dict:
@@ -125,20 +189,21 @@ def machine_info(threads: int | None = None) -> dict:
 
 
 def format_table(rows: list[Measurement]) -> str:
-    head = f"{'model':<8} {'size MB':>9} {'loss':>7} {'ppl':>8} {'seconds':>8} {'tokens/s':>9} {'speed-up':>9} {'loss chg':>9}"
+    w = max(8, *(len(m.model) for m in rows))
+    head = f"{'model':<{w}} {'size MB':>9} {'loss':>7} {'ppl':>8} {'seconds':>8} {'tokens/s':>9} {'speed-up':>9} {'loss chg':>9}"
     lines = [head, "-" * len(head)]
     for m in rows:
-        lines.append(f"{m.model:<8} {m.size_mb:9.3f} {m.loss:7.4f} {m.ppl:8.2f} {m.seconds:8.2f} {m.tokens_per_s:9.0f} "
+        lines.append(f"{m.model:<{w}} {m.size_mb:9.3f} {m.loss:7.4f} {m.ppl:8.2f} {m.seconds:8.2f} {m.tokens_per_s:9.0f} "
                      f"{m.speedup:8.2f}x {m.loss_change:+9.4f}")
     agreeing = [m for m in rows if m.agreement]
     if agreeing:
-        head = (f"{'vs ' + rows[0].model:<8} {'top-1':>7} {'KL mean':>9} {'KL med':>9} {'KL p99':>8} {'overlap':>8} "
+        head = (f"{'vs ' + rows[0].model:<{w}} {'top-1':>7} {'KL mean':>9} {'KL med':>9} {'KL p99':>8} {'overlap':>8} "
                 f"{'words':>6} {'dp mean':>9} {'dp rms':>8}")
         lines += ["", head, "-" * len(head)]
         for m in agreeing:
             a = m.agreement
-            lines.append(f"{m.model:<8} {a.top1:7.4f} {a.kl_mean:9.5f} {a.kl_median:9.5f} {a.kl_p99:8.4f} "
-                         f"{a.overlap:8.4f} {a.words_before_parting:6.1f} {a.dp_mean:+9.5f} {a.dp_rms:8.5f}")
+            lines.append(f"{m.model:<{w}} {a.top1:7.4f} {a.kl_mean:9.5f} {a.kl_median:9.5f} {a.kl_p99:8.4f} "
+                         f"{a.overlap:8.4f} {a.words_before_parting:6.0f} {a.dp_mean:+9.5f} {a.dp_rms:8.5f}")
         lines.append("top-1: same most likely word; KL(fp32 || model) in nats; overlap: 1 - total variation, the "
                      "share of words a coupled sample keeps; words: 1 / (1 - overlap); dp: change in p(true next word)")
     return "\n".join(lines)

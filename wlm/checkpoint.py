@@ -27,6 +27,17 @@ class Checkpoint:
     dictionary: Dictionary
     provenance: dict = field(default_factory=dict)
     path: Path | None = None
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the checkpoint file (computed once): the key of everything derived from it."""
+        if self._sha256 is None:
+            from .download import sha256_file
+            if self.path is None:
+                raise CheckpointError("this checkpoint was not loaded from a file, so it has no sha256")
+            self._sha256 = sha256_file(self.path)
+        return self._sha256
 
 
 def atomic_save(tensors: dict, metadata: dict, path: Path) -> None:

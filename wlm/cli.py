@@ -143,39 +143,48 @@ def cmd_generate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import compare, coupled_parting, format_table, generation_rate, machine_info
+    from .bench import bench_models, coupled_parting, format_table, generation_rate, machine_info, speed_markdown
+    from .checkpoint import load_checkpoint
     from .data import Corpus
     from .progress import TqdmProgress
-    from .quantize import TUTORIAL, quantize
-    from .checkpoint import load_checkpoint
+    from .variants import REFERENCE, VARIANTS, VariantCache
+    names = [REFERENCE] + [n for n in args.variants.split(",") if n and n != REFERENCE]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise CLIError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     ckpt = load_checkpoint(args.checkpoint)
-    models = {"fp32": ckpt.model, TUTORIAL.name: quantize(ckpt.model, TUTORIAL)}
     corpus = Corpus(resolve_data_dir(args.data))
     if corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
         raise CLIError(f"the corpus in {corpus.path} does not have the checkpoint's vocabulary")
-    rows = compare(models, corpus.split(args.split), max_tokens=args.max_tokens, threads=args.threads,
-                   progress=TqdmProgress("bench", unit="tok", disable=args.json))
+    cache = VariantCache(ckpt, args.cache)
+    log = (lambda line: print(line, file=sys.stderr, flush=True))
+    variants = {n: cache.get(n, progress=None if args.json else log) for n in names}
+    models = {n: v.model for n, v in variants.items()}
+    rows, speed = bench_models(models, corpus.split(args.split), max_tokens=args.max_tokens, threads=args.threads,
+                               repeats=args.repeats, sizes={n: v.size for n, v in variants.items()},
+                               progress=TqdmProgress("bench", unit="tok", disable=args.json))
     gen = {name: generation_rate(m, ckpt.dictionary, words=args.words, threads=args.threads)
            for name, m in models.items()} if args.words else {}
-    coupled = coupled_parting(list(models.values()), ckpt.dictionary, prompt=args.pair_prompt, seeds=args.pair_seeds,
-                              threads=args.threads) if args.pair_seeds else None
+    pair = [models[REFERENCE], models[names[1]]] if len(names) > 1 else None
+    coupled = coupled_parting(pair, ckpt.dictionary, prompt=args.pair_prompt, seeds=args.pair_seeds,
+                              threads=args.threads) if args.pair_seeds and pair else None
     info = machine_info(args.threads)
     if args.json:
-        print(json.dumps({"split": args.split, "rows": [r.to_dict() for r in rows], "generation": gen,
-                          "coupled": coupled, "machine": info}))
+        print(json.dumps({"split": args.split, "rows": [r.to_dict() for r in rows], "speed": speed,
+                          "generation": gen, "coupled": coupled, "machine": info,
+                          "engines": {n: v.spec.engine for n, v in variants.items()}}))
         return 0
     print(f"{args.split} split, {rows[0].tokens} tokens, {args.threads} thread(s), {info['cpu']}, "
-          f"torch {info['torch']}, engine {info['quantized_engine']}")
+          f"torch {info['torch']}, engine {info['quantized_engine']}; W1 over {args.repeats} lockstep passes, "
+          f"W2 over {speed[REFERENCE]['w2_ms']['n']} one-token steps")
     print(format_table(rows))
-    for name, g in gen.items():
-        print(f"generate {name:<6} {g['words_per_s']:8.1f} words/s  {g['ms_per_word']:6.2f} ms/word")
-    if len(gen) == 2:
-        a, b = gen.values()
-        print(f"generation speed-up: {b['words_per_s'] / a['words_per_s']:.2f}x")
+    print()
+    print(speed_markdown(rows, speed, {n: v.spec.engine for n, v in variants.items()}, gen))
     if coupled:
-        print(f"side by side, {coupled['seeds']} seeds x {coupled['words']} words, prompt {args.pair_prompt!r}: "
-              f"{coupled['mean_identical_words']:.1f} identical words before the texts part on average "
-              f"({coupled['never_parted']} runs never parted); step-by-step agreement {coupled['step_agreement']:.4f}")
+        print(f"\nside by side {names[0]} / {names[1]}, {coupled['seeds']} seeds x {coupled['words']} words, prompt "
+              f"{args.pair_prompt!r}: {coupled['mean_identical_words']:.1f} identical words before the texts part on "
+              f"average ({coupled['never_parted']} runs never parted); step-by-step agreement "
+              f"{coupled['step_agreement']:.4f}")
     return 0
 
 
@@ -216,8 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=_nonneg_float, default=1.0, help="0 = greedy")
     g.add_argument("--seed", type=int, default=0)
 
-    b = _command(sub, "bench", "measure fp32 vs qint8 in one run: size, eval time, loss, words/s", cmd_bench,
+    b = _command(sub, "bench", "measure fp32 vs variants in one run: size, loss, agreement, speed, words/s", cmd_bench,
                  split=True)
+    b.add_argument("--variants", default="qint8",
+                   help="comma-separated variants compared with fp32 (see wlm.variants.VARIANTS)")
+    b.add_argument("--repeats", type=_positive_int, default=1, help="lockstep passes over the slice for W1")
+    b.add_argument("--cache", help="folder for ONNX exports (default: $WLM_CACHE or data/cache)")
     b.add_argument("--words", type=int, default=200, help="words generated per model for words/s (0: skip)")
     b.add_argument("--pair-seeds", type=int, default=0,
                    help="side-by-side runs of 100 words (seeds 0..N-1): identical words before the texts part")

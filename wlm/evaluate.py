@@ -34,7 +34,7 @@ class Agreement:
     kl_median: float
     kl_p99: float
     overlap: float               # mean 1 - TV: how often a maximal coupling picks the same word
-    words_before_parting: float  # 1 / (1 - overlap): expected identical words in a coupled sample
+    words_before_parting: float  # 1 / (1 - overlap), at most 1e6: expected identical words when coupled
     dp_mean: float               # change in probability of the true next word (model - reference)
     dp_rms: float
     kl_trace: list[float] = field(default_factory=list)   # mean KL per bin along the text
@@ -188,7 +188,7 @@ class Comparison:
         trace = [float(c.mean()) for c in kl.split(per_bin)]
         return Agreement(top1=acc["top1"].mean().item(), kl_mean=kl.mean().item(),
                          kl_median=kl.median().item(), kl_p99=torch.quantile(kl.float(), 0.99).item(),
-                         overlap=overlap, words_before_parting=1 / max(1e-12, 1 - overlap),
+                         overlap=overlap, words_before_parting=min(1e6, 1 / max(1e-12, 1 - overlap)),
                          dp_mean=acc["dp"].mean().item(), dp_rms=acc["dp"].square().mean().sqrt().item(),
                          kl_trace=trace, trace_bin_tokens=per_bin)
 

@@ -57,11 +57,13 @@ class LSTMModel(nn.Module):
         return self.decoder(output), hidden
 
     def init_hidden(self, bsz: int):
-        """Zero (h, c), each (nlayers, bsz, nhid)."""
-        weight = next(self.parameters())
+        """Zero (h, c), each (nlayers, bsz, nhid), on the device and dtype of the weights (a fully
+        quantized copy has no float parameters left: then fp32 on the CPU)."""
+        weight = next(self.parameters(), None)
+        kw = {"dtype": weight.dtype, "device": weight.device} if weight is not None else {}
         c = self.config
-        return (weight.new_zeros(c.nlayers, bsz, c.nhid),
-                weight.new_zeros(c.nlayers, bsz, c.nhid))
+        return (torch.zeros(c.nlayers, bsz, c.nhid, **kw),
+                torch.zeros(c.nlayers, bsz, c.nhid, **kw))
 
 
 def detach_hidden(h):

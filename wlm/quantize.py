@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-MODULE_TYPES = {"LSTM": nn.LSTM, "Linear": nn.Linear}
+MODULE_TYPES = {"LSTM": nn.LSTM, "Linear": nn.Linear, "Embedding": nn.Embedding}
 DTYPES = {"qint8": torch.qint8, "float16": torch.float16}
 QSCHEMES = ("per_tensor", "per_channel")
 
@@ -28,7 +28,8 @@ class QuantRecipe:
     """What to quantize and how.
 
     Args:
-        modules: module types to replace by dynamic quantized ones ("LSTM", "Linear").
+        modules: module types to replace by dynamic quantized ones ("LSTM", "Linear"), and
+            "Embedding" for 8-bit weight-only rows (one scale and offset per row; qint8 only).
         dtype: "qint8" (int8 weights) or "float16".
         qscheme: "per_tensor" (one scale per weight tensor, the tutorial) or "per_channel"
             (one scale per output row; Linear only, LSTM stays per tensor).
@@ -50,6 +51,8 @@ class QuantRecipe:
             raise ValueError(f"QuantRecipe.qscheme must be one of {QSCHEMES}, got {self.qscheme!r}")
         if self.dtype == "float16" and self.qscheme != "per_tensor":
             raise ValueError("QuantRecipe: float16 has no scales, so qscheme must be 'per_tensor'")
+        if self.dtype == "float16" and "Embedding" in self.modules:
+            raise ValueError("QuantRecipe: the embedding can only be quantized to 8 bits (dtype 'qint8')")
 
     @property
     def name(self) -> str:
@@ -76,7 +79,9 @@ def _qconfig_spec(recipe: QuantRecipe) -> dict:
     from torch.ao.quantization import qconfig as qc
     spec = {}
     for name in recipe.modules:
-        if recipe.dtype == "float16":
+        if name == "Embedding":
+            spec[nn.Embedding] = qc.float_qparams_weight_only_qconfig      # 8-bit rows, weight only
+        elif recipe.dtype == "float16":
             spec[MODULE_TYPES[name]] = qc.float16_dynamic_qconfig
         elif recipe.qscheme == "per_channel" and name == "Linear":
             spec[MODULE_TYPES[name]] = qc.per_channel_dynamic_qconfig

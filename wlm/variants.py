@@ -1,0 +1,116 @@
+"""Variants: the runnable models the demo, ``wlm eval`` and ``wlm bench`` compare.
+
+A variant is a name, an engine and a recipe; built from a checkpoint it gives a model with
+``forward(ids, hidden) -> (logits, hidden)`` and ``init_hidden``, a size report with its
+per-module split and a printable description. Adding a variant is one entry in ``VARIANTS``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch.nn as nn
+
+from . import onnx_engine
+from .checkpoint import Checkpoint
+from .quantize import QuantRecipe, SizeReport, model_size, quantize
+
+REFERENCE = "fp32"
+DEFAULT_CACHE = Path("data/cache")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    engine: str                    # "torch" or "onnxruntime"
+    recipe: str                    # what is quantized, and how
+    recipe_config: QuantRecipe | str | None = None    # torch: a QuantRecipe; onnxruntime: "fp32" / "int8"
+
+
+VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
+    VariantSpec("fp32", "torch", "none: the trained fp32 model"),
+    VariantSpec("qint8", "torch", "tutorial: LSTM + Linear weights int8, one scale per tensor, dynamic activations",
+                QuantRecipe()),
+    VariantSpec("qint8-per-channel", "torch", "as the tutorial, the decoder with one scale per output row",
+                QuantRecipe(qscheme="per_channel")),
+    VariantSpec("qint8-embedding-8bit", "torch", "as the tutorial, plus the embedding as 8-bit rows (weight only)",
+                QuantRecipe(modules=("Embedding", "LSTM", "Linear"))),
+    VariantSpec("fp16", "torch", "LSTM + Linear weights fp16, dynamic", QuantRecipe(dtype="float16")),
+    VariantSpec("qint8-lstm-only", "torch", "LSTM weights int8 only", QuantRecipe(modules=("LSTM",))),
+    VariantSpec("qint8-linear-only", "torch", "decoder weights int8 only", QuantRecipe(modules=("Linear",))),
+    VariantSpec("ort-fp32", "onnxruntime", "the fp32 model exported to ONNX (opset 17)", "fp32"),
+    VariantSpec("ort-int8", "onnxruntime", "onnxruntime quantize_dynamic, QInt8 weights: LSTM, MatMul, Gather "
+                "(the embedding)", "int8"),
+    VariantSpec("ort-int8-per-channel", "onnxruntime", "as ort-int8, with one scale per output channel",
+                "int8-per-channel"),
+]}
+
+
+@dataclass
+class Variant:
+    spec: VariantSpec
+    model: nn.Module
+    size: SizeReport
+    description: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def unavailable(name: str) -> str | None:
+    """None if the variant can be built here, else why not."""
+    if name not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}")
+    return onnx_engine.available() if VARIANTS[name].engine == "onnxruntime" else None
+
+
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Where exports are cached: ``cache``, else ``$WLM_CACHE``, else data/cache."""
+    return Path(cache or os.environ.get("WLM_CACHE") or DEFAULT_CACHE)
+
+
+def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
+          progress: Callable[[str], None] | None = None) -> Variant:
+    """Build variant ``name`` from a checkpoint (ONNX files come from / go to ``cache``)."""
+    why = unavailable(name)
+    if why:
+        raise RuntimeError(f"{name}: {why}")
+    spec = VARIANTS[name]
+    if spec.engine == "torch":
+        model = ckpt.model if spec.recipe_config is None else quantize(ckpt.model, spec.recipe_config)
+        return Variant(spec, model, model_size(model), str(model))
+    path = onnx_engine.build(ckpt.model, ckpt.sha256, cache_dir(cache), spec.recipe_config, progress)
+    cfg = ckpt.model.config
+    model = onnx_engine.OrtModel(path, cfg.nlayers, cfg.nhid)
+    ops = Counter(n.op_type for n in _graph(path).node if n.op_type != "Constant")
+    text = (f"{model}\n\nONNX graph ({spec.recipe_config}): "
+            + ", ".join(f"{op} x{k}" if k > 1 else op for op, k in sorted(ops.items())))
+    return Variant(spec, model, onnx_engine.onnx_size(path), text)
+
+
+def _graph(path: Path):
+    import onnx
+    return onnx.load(str(path), load_external_data=False).graph
+
+
+class VariantCache:
+    """Variants of one checkpoint, each built once, on first use (thread-safe)."""
+
+    def __init__(self, ckpt: Checkpoint, cache: str | os.PathLike | None = None):
+        self.ckpt, self.cache = ckpt, cache
+        self._built: dict[str, Variant] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, progress: Callable[[str], None] | None = None) -> Variant:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build(name, self.ckpt, self.cache, progress)
+            return self._built[name]
+
+    def is_built(self, name: str) -> bool:
+        return name in self._built

@@ -15,7 +15,8 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
-from wlm.app import DEFAULT_SLICE, SLICES, AppConfig, QuantDemo  # noqa: E402
+from wlm.app import DEFAULT_SLICE, DEFAULT_VARIANT, SLICES, AppConfig, QuantDemo  # noqa: E402
+from wlm.variants import REFERENCE  # noqa: E402
 from wlm.checkpoint import CheckpointError  # noqa: E402
 from wlm.generate import MAX_WORDS  # noqa: E402
 from wlm.quantize import QuantizationError  # noqa: E402
@@ -50,8 +51,14 @@ def user_errors(fn):
     return call
 
 
+# One colour per model, fixed up front: a native plot with ``color=`` that starts empty draws no
+# marks after an update unless it knows the colour domain (seen with gradio 6.31).
+PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+           "#bab0ac"]
+
+
 def build_demo(app: QuantDemo) -> gr.Blocks:
-    names = list(app.models)
+    colors = {n: PALETTE[k % len(PALETTE)] for k, n in enumerate([REFERENCE, *app.choices])}
     with gr.Blocks(title="wlm: fp32 vs int8 LSTM") as demo:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -62,65 +69,81 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                 temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
         with gr.Row():
             seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+            variant = gr.Dropdown(app.choices, value=DEFAULT_VARIANT, label="Right pane: variant (engine, recipe)",
+                                  elem_id="variant", info=app.variants_note() or None)
             raw = gr.Checkbox(label="Show raw WikiText-2 tokens (<eos>, @-@)", value=False)
             go = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Row(equal_height=True):
             with gr.Column():
-                gr.Markdown("### fp32")
+                gr.Markdown("### fp32 (torch)")
                 left = gr.HTML(elem_id="fp32-text", min_height=160)
                 left_stats = gr.Markdown(elem_id="fp32-stats")
             with gr.Column():
-                gr.Markdown(f"### {names[1]} (dynamic)")
+                right_title = gr.Markdown(app.pane_title(DEFAULT_VARIANT), elem_id="right-title")
                 right = gr.HTML(elem_id="qint8-text", min_height=160)
                 right_stats = gr.Markdown(elem_id="qint8-stats")
         notes = gr.Markdown(elem_id="notes")
         parting = gr.HTML(elem_id="parting")
 
-        gr.Markdown("## What int8 buys and costs\nBoth models evaluate the first N tokens of the WikiText-2 test "
-                    "split by the tutorial's protocol (bptt 25, batch 1) on this machine's CPU, in lockstep: each "
-                    "chunk of 25 tokens goes through fp32, then qint8, and each model's time counts only its own "
-                    "calls. On the same tokens the panel also measures how closely qint8 follows fp32: top-1 "
-                    "agreement, KL(fp32 ‖ qint8), the overlap of the two distributions (1 - total variation) and the "
-                    "change in probability of the true next word.")
+        gr.Markdown("## What int8 buys and costs\nfp32 and the chosen variants evaluate the first N tokens of the "
+                    "WikiText-2 test split by the tutorial's protocol (bptt 25, batch 1) on this machine's CPU, in "
+                    "lockstep: each chunk of 25 tokens goes through every model before the next, and each model's "
+                    "time counts only its own calls. On the same tokens the panel also measures how closely each "
+                    "variant follows fp32: top-1 agreement, KL(fp32 ‖ variant), the overlap of the two distributions "
+                    "(1 - total variation) and the change in probability of the true next word. A Generate clicked "
+                    "meanwhile runs between two chunks.")
         with gr.Row():
             slice_ = gr.Dropdown(list(SLICES), value=DEFAULT_SLICE, label="Test tokens", elem_id="slice")
             threads = gr.Radio([1, 2, 4], value=app.cfg.threads, label="Threads (tutorial: 1)")
             measure = gr.Button("Measure", variant="primary", elem_id="measure")
+        chosen = gr.CheckboxGroup(app.choices, value=[DEFAULT_VARIANT], label="Variants to measure against fp32",
+                                  elem_id="measure-variants")
         status = gr.Markdown(app.data_status(), elem_id="status")
-        table = gr.Dataframe(label="fp32 vs qint8", elem_id="table", interactive=False)
+        table = gr.Dataframe(app.empty_table(), label="fp32 vs variants (run Measure to fill)", elem_id="table",
+                             interactive=False)
         with gr.Row():
             size_plot = gr.BarPlot(app.size_frame(), x="model", y="MB", color="part", y_lim=[0, None],
                                    title="Size (MB), per module", elem_id="size-plot")
             time_plot = gr.BarPlot(app.time_frame([]), x="model", y="seconds", y_lim=[0, None],
                                    title="Evaluation time (s)", elem_id="time-plot")
-        kl_plot = gr.LinePlot(app.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None],
-                              title="KL(fp32 ‖ int8) along the test text (mean per stretch)", elem_id="kl-plot")
         with gr.Row():
-            gr.Code(app.model_text(names[0]), label="fp32 model", language=None)
-            gr.Code(app.model_text(names[1]), label=f"{names[1]} model", language=None)
+            size_trade = gr.ScatterPlot(app.tradeoff_frame([]), x="size MB", y="loss change", color="model",
+                                        color_map=colors, title="Size vs loss change", elem_id="size-trade")
+            speed_trade = gr.ScatterPlot(app.tradeoff_frame([]), x="tokens/s", y="loss change", color="model",
+                                         color_map=colors, title="Speed vs loss change", elem_id="speed-trade")
+        kl_plot = gr.LinePlot(app.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None], color_map=colors,
+                              title="KL(fp32 ‖ variant) along the test text (mean per stretch)", elem_id="kl-plot")
+        with gr.Row():
+            gr.Code(app.model_text(REFERENCE), label="fp32 model", language=None)
+            right_model = gr.Code(app.model_text(DEFAULT_VARIANT), label="right-pane model", language=None,
+                                  elem_id="right-model")
         machine = gr.Markdown(app.machine_markdown(app.cfg.threads))
         with gr.Accordion("WikiText-2 data", open=False):
             fetch = gr.Button("Download WikiText-2", elem_id="download")
 
-        go.click(user_errors(app.generate), [prompt, words, temperature, seed, raw],
-                 [left, right, left_stats, right_stats, notes, parting], api_name="generate", concurrency_id="cpu")
-        prompt.submit(user_errors(app.generate), [prompt, words, temperature, seed, raw],
-                      [left, right, left_stats, right_stats, notes, parting], api_visibility="private",
-                      concurrency_id="cpu")
+        inputs = [prompt, words, temperature, seed, raw, variant]
+        outputs = [left, right, left_stats, right_stats, notes, parting]
+        go.click(user_errors(app.generate), inputs, outputs, api_name="generate", concurrency_id="generate")
+        prompt.submit(user_errors(app.generate), inputs, outputs, api_visibility="private", concurrency_id="generate")
+        variant.change(user_errors(app.pane_title), variant, right_title, api_visibility="private",
+                       concurrency_id="generate")
+        variant.change(user_errors(app.model_text), variant, right_model, api_visibility="private",
+                       concurrency_id="generate")
 
-        def run_measure(slice_label, n_threads, progress=gr.Progress()):
-            return app.measure(slice_label, n_threads,
-                               progress=lambda d, t: progress((d, t), desc="evaluating fp32 and qint8 in lockstep", unit="tokens"))
+        def run_measure(slice_label, n_threads, names, progress=gr.Progress()):
+            return app.measure(slice_label, n_threads, names,
+                               progress=lambda d, t: progress((d, t), desc="all models in lockstep", unit="tokens"))
 
-        measure.click(user_errors(run_measure), [slice_, threads],
-                      [table, size_plot, time_plot, kl_plot, status, machine],
-                      api_name="measure", concurrency_id="cpu")
+        measure.click(user_errors(run_measure), [slice_, threads, chosen],
+                      [table, size_plot, time_plot, kl_plot, size_trade, speed_trade, status, machine],
+                      api_name="measure", concurrency_id="measure")
 
         def run_download(progress=gr.Progress()):
             return app.download_data(lambda name: lambda d, t: progress((d, t), desc=f"downloading {name}", unit="bytes"))
 
-        fetch.click(run_download, None, status, api_visibility="private", concurrency_id="cpu")
-    # Bounded queue; one CPU-bound event at a time, so no event's timing is disturbed by another.
+        fetch.click(run_download, None, status, api_visibility="private", concurrency_id="measure")
+    # Bounded queue; one generation and one measurement at a time, and app.turns lets a waiting
+    # generation run between two chunks of a measurement, so neither disturbs the other's timing.
     return demo.queue(max_size=32, default_concurrency_limit=1)
 
 
@@ -137,7 +160,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_app(checkpoint: str | None = None, threads: int = 1) -> QuantDemo:
     ckpt = checkpoint or os.environ.get("WLM_CHECKPOINT") or str(HERE / "data" / "wlm-lstm.safetensors")
     data = os.environ.get("WLM_DATA") or str(HERE / "data" / "wikitext-2")
-    return QuantDemo(AppConfig(checkpoint=ckpt, data=data, threads=threads))
+    cache = os.environ.get("WLM_CACHE") or str(HERE / "data" / "cache")
+    return QuantDemo(AppConfig(checkpoint=ckpt, data=data, threads=threads, cache=cache))
 
 
 def main(argv=None) -> int:

@@ -18,8 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINT = ROOT / "data" / "wlm-lstm.safetensors"
 
 
+# Read once at import: the demo fixtures point WLM_DATA at the tiny corpus while they run.
+_WIKITEXT_DIR = Path(os.environ.get("WLM_DATA") or ROOT.parent / "shared" / "data" / "wikitext-2")
+
+
 def wikitext_dir() -> Path:
-    return Path(os.environ.get("WLM_DATA") or ROOT.parent / "shared" / "data" / "wikitext-2")
+    return _WIKITEXT_DIR
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +123,7 @@ def demo_server(tmp_path_factory, tiny_dir, tiny_corpus):
     mp = pytest.MonkeyPatch()
     mp.setenv("WLM_CHECKPOINT", str(ck))
     mp.setenv("WLM_DATA", str(tiny_dir))
+    mp.setenv("WLM_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     sys.modules.pop("demo", None)
     demo_module = importlib.import_module("demo")

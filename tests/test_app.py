@@ -12,7 +12,7 @@ def app(tmp_path_factory, tiny_dir, tiny_corpus):
     torch.manual_seed(0)
     model = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2))
     ck = save_checkpoint(tmp_path_factory.mktemp("ck") / "m.safetensors", model, tiny_corpus.dictionary)
-    return QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir)))
+    return QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir), cache=str(tmp_path_factory.mktemp("cache"))))
 
 
 def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
@@ -64,8 +64,10 @@ def test_bad_generation_input_is_a_clear_error(app, args, field):
 
 def test_measure_fills_table_plots_and_status(app):
     calls = []
-    table, size, times, kl, status, machine = app.measure("2,000 tokens", 1, progress=lambda d, t: calls.append((d, t)))
+    table, size, times, kl, trade, _, status, machine = app.measure("2,000 tokens", 1,
+                                                                     progress=lambda d, t: calls.append((d, t)))
     assert list(table.columns) == TABLE_COLUMNS and list(table["model"]) == ["fp32", "qint8"]
+    assert list(table["engine"]) == ["torch", "torch"] and list(trade["model"]) == ["fp32", "qint8"]
     n = min(2000, len(app._test_split())) - 1
     assert f"{n:,} test tokens" in status and ("faster" in status or "slower" in status)
     assert table["size MB"][1] < table["size MB"][0]
@@ -84,15 +86,16 @@ def test_measure_rejects_unknown_slice(app):
 
 
 def test_without_data_the_panel_says_so_and_size_still_shows(app, tmp_path):
-    empty = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "none")))
-    table, size, times, kl, status, _ = empty.measure()
-    assert table.empty and len(size) == 6 and times.empty and kl.empty
+    empty = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "none"), cache=app.cfg.cache))
+    table, size, times, kl, trade, _, status, _ = empty.measure()
+    assert table.empty and len(size) == 6 and times.empty
+    assert kl["KL (nats)"].isna().all() and trade["loss change"].isna().all()      # placeholders: no points
     assert "WikiText-2 is not here" in status and "Download WikiText-2" in status
 
 
 @pytest.mark.wikitext
 def test_download_into_the_data_folder(app, tmp_path, server, monkeypatch):
-    target = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "wt2")))
+    target = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "wt2"), cache=app.cfg.cache))
     monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/corrupt")
     assert "Download failed" in target.download_data() and "sha256 mismatch" in target.download_data()
     monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/good")
@@ -100,3 +103,23 @@ def test_download_into_the_data_folder(app, tmp_path, server, monkeypatch):
     msg = target.download_data(lambda name: lambda d, t: seen.append(name))
     assert "downloaded" in msg and (tmp_path / "wt2" / "test.txt").is_file()
     assert set(seen) == {"train.txt", "valid.txt", "test.txt"}
+
+
+def test_several_variants_in_one_measurement_and_a_variant_in_the_right_pane(app):
+    table, size, times, kl, trade, speed, status, _ = app.measure("2,000 tokens", 1,
+                                                                  ["ort-int8", "qint8-per-channel", "ort-int8"])
+    assert list(table["model"]) == ["fp32", "ort-int8", "qint8-per-channel"]       # once each, fp32 first
+    assert list(table["engine"]) == ["torch", "onnxruntime", "torch"]
+    assert set(size["model"]) == {"fp32", "ort-int8", "qint8-per-channel"} and len(trade) == 3
+    assert (table["size MB"][1] < table["size MB"][0]) and 0 < table["top-1 agree"][1] <= 1
+    *_, last = app.generate("w1 w2", 30, 1.0, 3, False, "ort-int8")
+    assert "p(ort-int8)" in last[0] and "p(ort-int8)" in last[1]
+    assert app.pane_title("ort-int8") == "### ort-int8 (onnxruntime)" and "DynamicQuantizeLSTM" in app.model_text("ort-int8")
+
+
+@pytest.mark.parametrize("bad", ["qint9", 3, ["qint8", "nope"], [], "fp32", {"a": 1}])
+def test_unknown_variants_are_named_in_the_error(app, bad):
+    with pytest.raises(ValueError, match="variant"):
+        app.measure("2,000 tokens", 1, bad)
+    with pytest.raises(ValueError, match="variant"):
+        list(app.generate("w1", 3, 1.0, 0, False, bad if bad != [] else "x"))

@@ -76,14 +76,29 @@ def test_parting_word_shows_both_top_words(page):
     assert "Identical for the first" in page.inner_text("#notes")
 
 
+def test_non_default_variant_in_the_right_pane(page):
+    page.click("#variant input")
+    page.get_by_role("option", name="ort-int8", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#right-title').innerText.includes('ort-int8')",
+                           timeout=30_000)
+    page.fill("#prompt textarea", "w2 zzvariant")
+    page.click("#generate")
+    page.wait_for_function("() => { const n = document.querySelector('#notes').innerText; return n.includes("
+                           "'Step by step') && n.includes('zzvariant') && n.includes('ort-int8'); }", timeout=90_000)
+    titles = page.eval_on_selector_all("#qint8-text .wlm-word", "els => els.map(e => e.title)")
+    assert titles and all("p(ort-int8) = " in t for t in titles)
+
+
 def test_measure(page):
     out = ROOT / "test-output"
+    page.click("#measure-variants label:has-text('qint8-per-channel')")       # a second variant
     page.click("#measure")
     page.wait_for_function(
         "() => document.querySelector('#status') && document.querySelector('#status').innerText.includes('test tokens')",
         timeout=60_000)
     table = page.inner_text("#table")
     assert "fp32" in table and "qint8" in table and "speed-up" in table and "top-1 agree" in table
+    assert "qint8-per-channel" in table and "engine" in table
     page.wait_for_timeout(1500)                      # let the plots draw
     page.screenshot(path=str(out / "demo.png"), full_page=True)
     assert (out / "demo.png").stat().st_size > 10_000

@@ -27,7 +27,8 @@ def test_generate_streams_and_is_reproducible(client):
 
 
 def test_measure_on_a_small_slice(client):
-    table, size, times, kl, status, machine = client.predict("2,000 tokens", 1, api_name="/measure")
+    table, size, times, kl, size_trade, speed_trade, status, machine = client.predict(
+        "2,000 tokens", 1, ["qint8"], api_name="/measure")
     assert [row[0] for row in table["data"]] == ["fp32", "qint8"]
     assert "test tokens" in status
     assert [row[0] for row in times["data"]] == ["fp32", "qint8"]
@@ -41,6 +42,6 @@ def test_bad_input_gets_a_message_and_the_server_keeps_serving(client):
     with pytest.raises(Exception):
         client.predict("x", "many", 1.0, 0, False, api_name="/generate")
     with pytest.raises(Exception, match="slice|choice|2,000 tokens"):
-        client.predict("all of it", 1, api_name="/measure")
+        client.predict("all of it", 1, ["qint8"], api_name="/measure")
     ok = client.predict("w3", 5, 0, 0, False, api_name="/generate")
     assert "words/s" in ok[2]

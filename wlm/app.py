@@ -9,30 +9,32 @@ import html
 import math
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pandas as pd
 
-from .bench import compare, machine_info
+from .bench import machine_info, measurements
 from .checkpoint import load_checkpoint
 from .data import load_split, resolve_data_dir
 from .download import SHA256, DownloadError, download, sha256_file
-from .evaluate import num_threads
+from .evaluate import Comparison, num_threads
 from .generate import MAX_WORDS, GenerationConfig
 from .pair import generate_pair
-from .quantize import TUTORIAL, model_size, quantize
+from .variants import REFERENCE, VARIANTS, VariantCache, unavailable
 from .text import format_p, render_pane
 
 DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"
 SLICES = {"2,000 tokens": 2_000, "5,000 tokens": 5_000, "20,000 tokens": 20_000, "50,000 tokens": 50_000,
           "all (245,569 tokens)": None}
 DEFAULT_SLICE = "5,000 tokens"
+DEFAULT_VARIANT = "qint8"          # the tutorial's recipe
 MAX_PROMPT_CHARS = 2_000
 STREAM_INTERVAL_S = 0.05          # at most ~20 UI updates per second while generating
 MODULE_LABELS = {"encoder": "embedding", "rnn": "LSTM", "decoder": "decoder"}
-TABLE_COLUMNS = ["model", "size MB", "loss", "perplexity", "seconds", "tokens/s", "speed-up x", "loss change",
+TABLE_COLUMNS = ["model", "engine", "size MB", "loss", "perplexity", "seconds", "tokens/s", "speed-up x", "loss change",
                  "top-1 agree", "KL mean", "KL p99", "overlap (1-TV)", "Δp rms"]
 
 
@@ -41,6 +43,7 @@ class AppConfig:
     checkpoint: str = DEFAULT_CHECKPOINT
     data: str | None = None        # None: $WLM_DATA, else data/wikitext-2
     threads: int = 1               # default thread count (the tutorial's 1)
+    cache: str | None = None       # ONNX exports; None: $WLM_CACHE, else data/cache
 
 
 def _as_int(name: str, value, lo: int, hi: int) -> int:
@@ -124,26 +127,69 @@ class PairRun:
                 f'<th>p({b})</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
+class CpuTurns:
+    """One CPU-bound job at a time, generation first: a measurement takes the CPU one chunk at a
+    time and waits between chunks while any generation is waiting, so a visitor's Generate never
+    waits for a whole measurement, and no job's timing is disturbed by another."""
+
+    def __init__(self):
+        self._cpu = threading.Lock()
+        self._cond = threading.Condition()
+        self._waiting = 0
+
+    @contextmanager
+    def priority(self):
+        with self._cond:
+            self._waiting += 1
+        try:
+            with self._cpu:
+                yield
+        finally:
+            with self._cond:
+                self._waiting -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def background(self):
+        with self._cond:
+            self._cond.wait_for(lambda: self._waiting == 0)
+        with self._cpu:
+            yield
+
+
 class QuantDemo:
-    """The fp32 model of a checkpoint and its qint8 copy, built once."""
+    """The fp32 model of a checkpoint and its variants (built on first use), and the events."""
 
     def __init__(self, cfg: AppConfig):
         t0 = time.perf_counter()
         self.cfg = cfg
         self.ckpt = load_checkpoint(cfg.checkpoint)
         self.dictionary = self.ckpt.dictionary
-        self.models = {"fp32": self.ckpt.model, TUTORIAL.name: quantize(self.ckpt.model, TUTORIAL)}
-        self.sizes = {name: model_size(m) for name, m in self.models.items()}
+        self.variants = VariantCache(self.ckpt, cfg.cache)
+        for name in (REFERENCE, DEFAULT_VARIANT):        # the tutorial's pair is ready at once
+            self.variants.get(name)
+        self.choices = [n for n in VARIANTS if n != REFERENCE and not unavailable(n)]
+        self.hidden = {n: unavailable(n) for n in VARIANTS if unavailable(n)}
         self.data_dir = resolve_data_dir(cfg.data)
         self._test_ids = None
         self._test_is_wikitext = False
         self._lock = threading.Lock()
+        self.turns = CpuTurns()
         self.load_seconds = time.perf_counter() - t0
 
+    def _variant(self, name, field: str = "variant"):
+        if name in (None, ""):
+            name = DEFAULT_VARIANT
+        if not isinstance(name, str) or name not in self.choices:
+            why = f" ({self.hidden[name]})" if isinstance(name, str) and name in self.hidden else ""
+            raise ValueError(f"{field} must be one of {', '.join(self.choices)}, got {name!r}{why}")
+        return name
+
     # ---------------------------------------------------------------- generation
-    def generate(self, prompt, words=100, temperature=1.0, seed=0, raw=False) -> Iterator[tuple]:
-        """Stream (fp32 html, qint8 html, fp32 stats, qint8 stats, notes, parting table) while
-        both models write from one random stream (``wlm.pair.generate_pair``)."""
+    def generate(self, prompt, words=100, temperature=1.0, seed=0, raw=False,
+                 variant=DEFAULT_VARIANT) -> Iterator[tuple]:
+        """Stream (fp32 html, variant html, fp32 stats, variant stats, notes, parting table) while
+        fp32 and the variant write from one random stream (``wlm.pair.generate_pair``)."""
         if prompt is None:
             prompt = ""
         if not isinstance(prompt, str):
@@ -153,15 +199,20 @@ class QuantDemo:
         cfg = GenerationConfig(prompt=prompt, words=_as_int("words", words, 1, MAX_WORDS),
                                temperature=_as_float("temperature", temperature, 0.0, 10.0),
                                seed=_as_int("seed", seed, 0, 2**63 - 1))
-        run = PairRun(tuple(self.models), self.dictionary.tokenize(prompt),
+        name = self._variant(variant)
+        if not self.variants.is_built(name):
+            yield ("", "", "", "", f"Preparing **{name}** (first use: {VARIANTS[name].recipe})…", "")
+        pair = [self.variants.get(REFERENCE), self.variants.get(name)]
+        run = PairRun((REFERENCE, name), self.dictionary.tokenize(prompt),
                       self.dictionary.encode(prompt).unknown, bool(raw))
         last = 0.0
-        for step in generate_pair(list(self.models.values()), self.dictionary, cfg, threads=self.cfg.threads):
-            run.add(step)
-            now = time.perf_counter()
-            if now - last >= STREAM_INTERVAL_S and step.index + 1 < cfg.words:
-                last = now
-                yield run.view(done=False)
+        with self.turns.priority():
+            for step in generate_pair([v.model for v in pair], self.dictionary, cfg, threads=self.cfg.threads):
+                run.add(step)
+                now = time.perf_counter()
+                if now - last >= STREAM_INTERVAL_S and step.index + 1 < cfg.words:
+                    last = now
+                    yield run.view(done=False)
         yield run.view(done=True)
 
     # ---------------------------------------------------------------- measurement
@@ -180,57 +231,87 @@ class QuantDemo:
                 self._test_is_wikitext = sha256_file(self.data_dir / "test.txt") == SHA256["test.txt"]
             return self._test_ids
 
-    def measure(self, slice_label=DEFAULT_SLICE, threads=None,
+    def measure(self, slice_label=DEFAULT_SLICE, threads=None, variants=(DEFAULT_VARIANT,),
                 progress: Callable[[int, int], None] | None = None) -> tuple:
-        """Evaluate both models on the first N test tokens, in lockstep (``wlm.evaluate.Comparison``).
+        """Evaluate fp32 and the chosen variants on the first N test tokens, in lockstep
+        (``wlm.evaluate.Comparison``), one chunk at a time: between chunks a waiting Generate runs.
 
-        Returns (table, size plot frame, time plot frame, KL plot frame, status markdown,
-        machine markdown).
+        Returns (table, size plot, time plot, KL plot, size-vs-loss plot, speed-vs-loss plot,
+        status markdown, machine markdown); the plots as DataFrames.
         """
-        if slice_label not in SLICES:
+        if not isinstance(slice_label, str) or slice_label not in SLICES:
             raise ValueError(f"slice must be one of {', '.join(SLICES)}, got {slice_label!r}")
         threads = self.cfg.threads if threads in (None, "") else _as_int("threads", threads, 1, 64)
+        if isinstance(variants, str):
+            variants = [variants]
+        if not isinstance(variants, (list, tuple)) or not variants:
+            raise ValueError(f"variants must be a non-empty list of {', '.join(self.choices)}, got {variants!r}")
+        names = [REFERENCE] + list(dict.fromkeys(self._variant(v, "variants") for v in variants))
+        built = {n: self.variants.get(n) for n in names}
         if not (self.data_dir / "test.txt").is_file():
-            return (pd.DataFrame(columns=TABLE_COLUMNS), self.size_frame(), self.time_frame([]), self.kl_frame([]),
-                    self.data_status(), self.machine_markdown(threads))
-        ids = self._test_split()
-        rows = compare(self.models, ids, max_tokens=SLICES[slice_label], threads=threads, progress=progress)
-        table = pd.DataFrame([self._table_row(m) for m in rows], columns=TABLE_COLUMNS)
-        fp, q = rows
+            return (self.empty_table(), self.size_frame(names), self.time_frame([]), self.kl_frame([]),
+                    self.tradeoff_frame([]), self.tradeoff_frame([]), self.data_status(),
+                    self.machine_markdown(threads))
+        models = {n: v.model for n, v in built.items()}
+        c = Comparison(models, self._test_split(), max_tokens=SLICES[slice_label])
+        while not c.done:
+            with self.turns.background(), num_threads(threads):
+                c.step()
+            if progress:
+                progress(*c.tokens)
+        rows = measurements(models, c, {n: v.size for n, v in built.items()})
+        table = pd.DataFrame([self._table_row(m, built[m.model].spec.engine) for m in rows], columns=TABLE_COLUMNS)
+        fp, q = rows[0], rows[1]
         a = q.agreement
-        status = (f"{fp.tokens:,} test tokens, {threads} thread(s): qint8 is **{q.speedup:.2f}x** "
+        status = (f"{fp.tokens:,} test tokens, {threads} thread(s). {q.model} is **{q.speedup:.2f}x** "
                   f"{'faster' if q.speedup >= 1 else 'slower'}, **{fp.size_mb / q.size_mb:.2f}x** smaller, "
-                  f"loss {q.loss_change:+.4f} (tutorial, full split: 1.76x, 1.43x, +0.001). On the same tokens it "
-                  f"ranks the same word first at **{a.top1:.1%}** of positions; its distribution overlaps fp32's by "
-                  f"**{a.overlap:.1%}** on average (1 - total variation: the share of words a coupled sample keeps, "
-                  f"so about {a.words_before_parting:.0f} identical words before two samples part); mean KL(fp32 ‖ "
-                  f"qint8) {a.kl_mean:.4f} nats.")
+                  f"loss {q.loss_change:+.4f} (the tutorial's qint8, full split: 1.76x, 1.43x, +0.001). On the same "
+                  f"tokens it ranks the same word first at **{a.top1:.1%}** of positions; its distribution overlaps "
+                  f"fp32's by **{a.overlap:.1%}** on average (1 - total variation: the share of words a coupled "
+                  f"sample keeps, so about {a.words_before_parting:.0f} identical words before two samples part); "
+                  f"mean KL(fp32 ‖ {q.model}) {a.kl_mean:.4f} nats.")
         if not self._test_is_wikitext:
             status += f" Note: `{self.data_dir / 'test.txt'}` is not the published WikiText-2 file (sha256 differs)."
-        return (table, self.size_frame(), self.time_frame(rows), self.kl_frame(rows), status,
-                self.machine_markdown(threads))
+        return (table, self.size_frame(names), self.time_frame(rows), self.kl_frame(rows), self.tradeoff_frame(rows),
+                self.tradeoff_frame(rows), status, self.machine_markdown(threads))
 
     @staticmethod
-    def _table_row(m) -> list:
+    def empty_table() -> pd.DataFrame:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+
+    @staticmethod
+    def _table_row(m, engine: str) -> list:
         a = m.agreement
         agree = ([round(a.top1, 4), round(a.kl_mean, 5), round(a.kl_p99, 4), round(a.overlap, 4),
                   round(a.dp_rms, 5)] if a else [None] * 5)
-        return [m.model, round(m.size_mb, 3), round(m.loss, 4), round(m.ppl, 2), round(m.seconds, 2),
+        return [m.model, engine, round(m.size_mb, 3), round(m.loss, 4), round(m.ppl, 2), round(m.seconds, 2),
                 round(m.tokens_per_s), round(m.speedup, 2), round(m.loss_change, 4), *agree]
 
-    @staticmethod
-    def kl_frame(rows) -> pd.DataFrame:
-        """Mean KL(fp32 || model) per stretch of the test text, for a line plot."""
+    def kl_frame(self, rows) -> pd.DataFrame:
+        """Mean KL(fp32 || model) per stretch of the test text, for a line plot. Without rows, one
+        empty (NaN) point per model: a native plot with ``color`` that starts with no rows draws
+        no marks after an update (gradio 6.31)."""
         pts = [(m.model, (k + 0.5) * m.agreement.trace_bin_tokens, v)
                for m in rows if m.agreement for k, v in enumerate(m.agreement.kl_trace)]
-        return pd.DataFrame({"model": pd.Series([p[0] for p in pts], dtype="string"),
+        pts = pts or [(n, math.nan, math.nan) for n in self.choices]
+        return pd.DataFrame({"model": pd.Series([p[0] for p in pts], dtype=object),
                              "test token": pd.Series([p[1] for p in pts], dtype="float64"),
                              "KL (nats)": pd.Series([p[2] for p in pts], dtype="float64")})
 
-    def size_frame(self) -> pd.DataFrame:
-        """Size per model and module (MB), for a stacked bar plot."""
-        return pd.DataFrame([{"model": name, "part": MODULE_LABELS.get(part, part), "MB": round(mb, 3)}
-                             for name, rep in self.sizes.items() for part, mb in rep.modules_mb.items()])
+    def tradeoff_frame(self, rows) -> pd.DataFrame:
+        """Size, speed and loss change per model, for the trade-off scatter plots (without rows:
+        one NaN point per model, as ``kl_frame``)."""
+        pts = [(m.model, round(m.size_mb, 3), round(m.tokens_per_s), round(m.loss_change, 5)) for m in rows]
+        pts = pts or [(n, math.nan, math.nan, math.nan) for n in [REFERENCE, *self.choices]]
+        return pd.DataFrame({"model": pd.Series([p[0] for p in pts], dtype=object),
+                             **{k: pd.Series([p[i + 1] for p in pts], dtype="float64")
+                                for i, k in enumerate(("size MB", "tokens/s", "loss change"))}})
+
+    def size_frame(self, names=None) -> pd.DataFrame:
+        """Size per model and module (MB), for a stacked bar plot (models already built)."""
+        names = names or [n for n in VARIANTS if self.variants.is_built(n)]
+        return pd.DataFrame([{"model": n, "part": MODULE_LABELS.get(part, part), "MB": round(mb, 3)}
+                             for n in names for part, mb in self.variants.get(n).size.modules_mb.items()])
 
     @staticmethod
     def time_frame(rows) -> pd.DataFrame:
@@ -248,7 +329,19 @@ class QuantDemo:
 
     # ---------------------------------------------------------------- descriptions
     def model_text(self, name: str) -> str:
-        return f"{self.models[name]}\n\n# size: {self.sizes[name].total_mb:.3f} MB (torch.save of the state_dict)"
+        v = self.variants.get(self._variant(name) if name != REFERENCE else name)
+        how = "torch.save of the state_dict" if v.spec.engine == "torch" else "bytes of the .onnx file"
+        return f"{v.description}\n\n# {v.spec.engine}: {v.spec.recipe}\n# size: {v.size.total_mb:.3f} MB ({how})"
+
+    def pane_title(self, name) -> str:
+        name = self._variant(name)
+        return f"### {name} ({VARIANTS[name].engine})"
+
+    def variants_note(self) -> str:
+        """Which variants are offered, and why any are not."""
+        if not self.hidden:
+            return ""
+        return "Not offered here: " + "; ".join(f"`{n}`: {why}" for n, why in self.hidden.items())
 
     def machine_markdown(self, threads: int | None = None) -> str:
         with num_threads(threads):

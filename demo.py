@@ -22,6 +22,7 @@ from wlm.generate import MAX_WORDS  # noqa: E402
 from wlm.quantize import QuantizationError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+SPACES_MEASURE_CAP = 20_000       # tokens: a few seconds of the shared CPU per click
 INTRO = """# fp32 vs int8: an LSTM language model, quantized
 An LSTM word language model trained on WikiText-2 (the PyTorch tutorial's model: embedding 512,
 5 LSTM layers of 256, 33,278 words) writes on the left; on the right, the same model after
@@ -95,10 +96,12 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
         with gr.Row():
             slice_ = gr.Dropdown(list(SLICES), value=DEFAULT_SLICE, label="Test tokens", elem_id="slice")
             threads = gr.Radio([1, 2, 4], value=app.cfg.threads, label="Threads (tutorial: 1)")
-            measure = gr.Button("Measure", variant="primary", elem_id="measure")
+            with gr.Column():
+                measure = gr.Button("Measure", variant="primary", elem_id="measure")
+                again = gr.Button("Measure again (live)", size="sm", elem_id="measure-again")
         chosen = gr.CheckboxGroup(app.choices, value=[DEFAULT_VARIANT], label="Variants to measure against fp32",
                                   elem_id="measure-variants")
-        status = gr.Markdown(app.data_status(), elem_id="status")
+        status = gr.Markdown("No measurement yet: click **Measure**.", elem_id="status")
         table = gr.Dataframe(app.empty_table(), label="fp32 vs variants (run Measure to fill)", elem_id="table",
                              interactive=False)
         with gr.Row():
@@ -118,30 +121,33 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
             right_model = gr.Code(app.model_text(DEFAULT_VARIANT), label="right-pane model", language=None,
                                   elem_id="right-model")
         machine = gr.Markdown(app.machine_markdown(app.cfg.threads))
-        with gr.Accordion("WikiText-2 data", open=False):
-            fetch = gr.Button("Download WikiText-2", elem_id="download")
 
         inputs = [prompt, words, temperature, seed, raw, variant]
         outputs = [left, right, left_stats, right_stats, notes, parting]
-        go.click(user_errors(app.generate), inputs, outputs, api_name="generate", concurrency_id="generate")
-        prompt.submit(user_errors(app.generate), inputs, outputs, api_visibility="private", concurrency_id="generate")
+        # preprocess=False: the functions get the raw values, so a wrong type through the API gets
+        # the same message naming the field as a wrong value (wlm.app checks every argument)
+        go.click(user_errors(app.generate), inputs, outputs, api_name="generate", concurrency_id="generate",
+                 preprocess=False)
+        prompt.submit(user_errors(app.generate), inputs, outputs, api_visibility="private", concurrency_id="generate",
+                      preprocess=False)
         variant.change(user_errors(app.pane_title), variant, right_title, api_visibility="private",
                        concurrency_id="generate")
         variant.change(user_errors(app.model_text), variant, right_model, api_visibility="private",
                        concurrency_id="generate")
 
-        def run_measure(slice_label, n_threads, names, progress=gr.Progress()):
-            return app.measure(slice_label, n_threads, names,
-                               progress=lambda d, t: progress((d, t), desc="all models in lockstep", unit="tokens"))
+        def run_measure(slice_label, n_threads, names, fresh=False, progress=gr.Progress()):
+            return app.measure(slice_label, n_threads, names, fresh=fresh,
+                               progress=lambda d, t: progress((d, t), desc="all models in lockstep", unit="tokens"),
+                               download_progress=lambda name: lambda d, t: progress(
+                                   (d, t), desc=f"fetching {name}", unit="bytes"))
 
-        measure.click(user_errors(run_measure), [slice_, threads, chosen],
-                      [table, size_plot, time_plot, kl_plot, size_trade, speed_trade, status, machine],
-                      api_name="measure", concurrency_id="measure")
+        panel = [table, size_plot, time_plot, kl_plot, size_trade, speed_trade, status, machine]
+        measure.click(user_errors(run_measure), [slice_, threads, chosen], panel, api_name="measure",
+                      concurrency_id="measure", preprocess=False)
+        again.click(user_errors(functools.partial(run_measure, fresh=True)), [slice_, threads, chosen], panel,
+                    api_visibility="private", concurrency_id="measure", preprocess=False)
+        demo.load(user_errors(app.initial_view), None, panel, api_visibility="private")
 
-        def run_download(progress=gr.Progress()):
-            return app.download_data(lambda name: lambda d, t: progress((d, t), desc=f"downloading {name}", unit="bytes"))
-
-        fetch.click(run_download, None, status, api_visibility="private", concurrency_id="measure")
     # Bounded queue; one generation and one measurement at a time, and app.turns lets a waiting
     # generation run between two chunks of a measurement, so neither disturbs the other's timing.
     return demo.queue(max_size=32, default_concurrency_limit=1)
@@ -154,20 +160,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--checkpoint", default=None, help="default: $WLM_CHECKPOINT or data/wlm-lstm.safetensors")
     p.add_argument("--threads", type=int, default=1, choices=[1, 2, 4], help="torch threads (tutorial: 1)")
+    p.add_argument("--max-measure-tokens", type=int, default=default_measure_cap(),
+                   help="largest slice measured live (larger ones come from stored results); default: "
+                        f"{SPACES_MEASURE_CAP:,} on Hugging Face Spaces (SPACE_ID set), else no limit (0)")
     return p.parse_args(argv)
 
 
-def load_app(checkpoint: str | None = None, threads: int = 1) -> QuantDemo:
+def default_measure_cap() -> int:
+    """On a Hugging Face Space (which sets SPACE_ID) a shared CPU: cap live measurements."""
+    env = os.environ.get("WLM_MAX_MEASURE_TOKENS")
+    if env:
+        return int(env)
+    return SPACES_MEASURE_CAP if os.environ.get("SPACE_ID") else 0
+
+
+def load_app(checkpoint: str | None = None, threads: int = 1, max_measure_tokens: int | None = None) -> QuantDemo:
     ckpt = checkpoint or os.environ.get("WLM_CHECKPOINT") or str(HERE / "data" / "wlm-lstm.safetensors")
     data = os.environ.get("WLM_DATA") or str(HERE / "data" / "wikitext-2")
     cache = os.environ.get("WLM_CACHE") or str(HERE / "data" / "cache")
-    return QuantDemo(AppConfig(checkpoint=ckpt, data=data, threads=threads, cache=cache))
+    cap = default_measure_cap() if max_measure_tokens is None else max_measure_tokens
+    return QuantDemo(AppConfig(checkpoint=ckpt, data=data, threads=threads, cache=cache,
+                               max_measure_tokens=cap or None))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        app = load_app(args.checkpoint, args.threads)
+        app = load_app(args.checkpoint, args.threads, args.max_measure_tokens)
     except (CheckpointError, QuantizationError) as e:
         print(f"error: {e}. Pass --checkpoint FILE (a wlm .safetensors checkpoint), or train one with "
               f"`python -m wlm train`.", file=sys.stderr)

@@ -120,9 +120,11 @@ def demo_server(tmp_path_factory, tiny_dir, tiny_corpus):
         model.encoder.weight.mul_(30)
         model.decoder.weight.mul_(30)
     ck = save_checkpoint(tmp_path_factory.mktemp("demo") / "m.safetensors", model, tiny_corpus.dictionary)
+    data = tmp_path_factory.mktemp("demo-data")             # the tiny test split, 700 times: a long "all"
+    (data / "test.txt").write_text((tiny_dir / "test.txt").read_text() * 700)
     mp = pytest.MonkeyPatch()
     mp.setenv("WLM_CHECKPOINT", str(ck))
-    mp.setenv("WLM_DATA", str(tiny_dir))
+    mp.setenv("WLM_DATA", str(data))
     mp.setenv("WLM_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     sys.modules.pop("demo", None)

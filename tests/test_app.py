@@ -1,7 +1,7 @@
 """The demo's event handlers (wlm.app), called directly: no server."""
 import pytest
 
-from wlm.app import SLICES, TABLE_COLUMNS, AppConfig, QuantDemo
+from wlm.app import DEFAULT_SLICE, SLICES, TABLE_COLUMNS, AppConfig, QuantDemo
 
 
 @pytest.fixture(scope="module")
@@ -85,24 +85,81 @@ def test_measure_rejects_unknown_slice(app):
     assert "all (245,569 tokens)" in SLICES
 
 
-def test_without_data_the_panel_says_so_and_size_still_shows(app, tmp_path):
+def test_without_data_and_offline_the_panel_says_how_to_fix_it(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("WLM_DATA_MIRROR", "http://127.0.0.1:9")        # nothing listens: offline
     empty = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "none"), cache=app.cfg.cache))
+    assert "Measure** fetches test.txt" in empty.data_status()
     table, size, times, kl, trade, _, status, _ = empty.measure()
-    assert table.empty and len(size) == 6 and times.empty
+    assert table.empty and list(table.columns) == TABLE_COLUMNS and len(size) == 6 and times.empty
     assert kl["KL (nats)"].isna().all() and trade["loss change"].isna().all()      # placeholders: no points
-    assert "WikiText-2 is not here" in status and "Download WikiText-2" in status
+    assert "Could not fetch WikiText-2's test split" in status and "WLM_DATA" in status
+    assert "\n" not in status and not list((tmp_path / "none").glob("*"))        # one line, nothing left
 
 
 @pytest.mark.wikitext
-def test_download_into_the_data_folder(app, tmp_path, server, monkeypatch):
-    target = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "wt2"), cache=app.cfg.cache))
+def test_measure_fetches_the_test_split_on_demand(tmp_path, server, monkeypatch):
+    from tests.conftest import SHIPPED_CHECKPOINT
+    target = QuantDemo(AppConfig(checkpoint=str(SHIPPED_CHECKPOINT), data=str(tmp_path / "wt2"),
+                                 cache=str(tmp_path / "cache")))
     monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/corrupt")
-    assert "Download failed" in target.download_data() and "sha256 mismatch" in target.download_data()
+    status = target.measure("2,000 tokens", 1)[6]
+    assert "Could not fetch" in status and "sha256 mismatch" in status and not (tmp_path / "wt2" / "test.txt").exists()
     monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/good")
     seen = []
-    msg = target.download_data(lambda name: lambda d, t: seen.append(name))
-    assert "downloaded" in msg and (tmp_path / "wt2" / "test.txt").is_file()
-    assert set(seen) == {"train.txt", "valid.txt", "test.txt"}
+    table, *_, status, _ = target.measure("2,000 tokens", 1, download_progress=lambda name: lambda d, t: seen.append(name))
+    assert seen and set(seen) == {"test.txt"} and sorted(p.name for p in (tmp_path / "wt2").iterdir()) == ["test.txt"]
+    assert list(table["model"]) == ["fp32", "qint8"] and "not the published" not in status
+
+
+def test_measurements_are_stored_and_shown_to_later_visitors(app, tmp_path):
+    before = set(app.store.folder.glob("*.json")) if app.store.folder.exists() else set()
+    live = app.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True)
+    assert "Stored result" not in live[6]
+    files = set(app.store.folder.glob("measure-*.json")) - before
+    assert len(files) <= 1 and app.store.folder.is_dir() and not list(app.store.folder.glob("*.part"))
+    later = QuantDemo(app.cfg)                                   # a new process, same cache folder
+    shown = later.measure("2,000 tokens", 1, ["qint8-lstm-only"])
+    assert "Stored result, measured" in shown[6] and shown[0].equals(live[0])
+    again = later.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True)
+    assert "Stored result" not in again[6]
+    app.measure(DEFAULT_SLICE, 1, ["qint8"])
+    assert "Stored result" in QuantDemo(app.cfg).initial_view()[6]
+
+
+def test_slices_over_the_live_cap_come_only_from_the_store(app):
+    from dataclasses import replace
+    capped = QuantDemo(replace(app.cfg, max_measure_tokens=100))
+    status = capped.measure("2,000 tokens", 1, ["qint8-linear-only"], fresh=False)[6]
+    assert "over this server's live limit of 100 tokens" in status
+    app.measure("2,000 tokens", 1, ["qint8-linear-only"])       # measured where there is no cap...
+    assert "Stored result" in capped.measure("2,000 tokens", 1, ["qint8-linear-only"])[6]   # ...shown here
+
+
+def test_a_generation_runs_between_the_chunks_of_a_long_measurement(app, tmp_path):
+    """Ordering, not timing: a Generate started while a measurement runs ends before it."""
+    import threading
+    long = tmp_path / "long"
+    long.mkdir()
+    text = (app.data_dir / "test.txt").read_text()
+    (long / "test.txt").write_text(text * 60)                    # ~20,000 tokens of the tiny vocabulary
+    slow = QuantDemo(AppConfig(checkpoint=app.cfg.checkpoint, data=str(long), cache=app.cfg.cache))
+    started, events = threading.Event(), []
+
+    def measure():
+        slow.measure("all (245,569 tokens)", 1, ["qint8"], fresh=True,
+                     progress=lambda d, t: (started.set(), events.append(("chunk", d))) and None)
+        events.append(("measure done", None))
+
+    t = threading.Thread(target=measure)
+    t.start()
+    assert started.wait(30)
+    list(slow.generate("w1", 50, 1.0, 0, False))
+    events.append(("generate done", None))
+    t.join()
+    order = [e for e, _ in events if e != "chunk"]
+    assert order == ["generate done", "measure done"]
+    chunks_after = [d for e, d in events[events.index(("generate done", None)):] if e == "chunk"]
+    assert chunks_after                                          # the measurement went on after it
 
 
 def test_several_variants_in_one_measurement_and_a_variant_in_the_right_pane(app):

@@ -34,6 +34,58 @@ def test_measure_on_a_small_slice(client):
     assert [row[0] for row in times["data"]] == ["fp32", "qint8"]
 
 
+GOOD_GENERATE = ["w1", 5, 1.0, 0, False, "qint8"]
+BAD_GENERATE = [  # (position, value, field named in the message)
+    *[(0, v, "prompt") for v in (123, [1], {"a": 1}, True, "x" * 3000, 4.5)],
+    *[(1, v, "words") for v in (0, -5, 1001, 2.5, "many", "", None, "1e9", True, [], "10 words", {"n": 1}, "\x07")],
+    *[(2, v, "temperature") for v in (-1, 11, "hot", "", None, [1], True, "1e999", {"t": 1})],
+    *[(3, v, "seed") for v in (-1, 2**63, "x", "", None, 1.5, True, [0])],
+    *[(4, v, "raw") for v in ("yes", 2, None, "", [True])],
+    *[(5, v, "variant") for v in ("qint9", 3, ["qint8"], "fp32", "../etc/passwd", "\x00")],
+]
+GOOD_MEASURE = ["2,000 tokens", 1, ["qint8"]]
+BAD_MEASURE = [
+    *[(0, v, "slice") for v in ("all of it", 5, "", None, ["2,000 tokens"], "2000", "\x00", "2,000 TOKENS", 0, 1.5,
+                                True, {"s": 1}, "all", " 2,000 tokens", "2,000 tokens ", "x" * 10000)],
+    *[(1, v, "threads") for v in (0, -1, 65, "four", 1.5, True, [1], {"a": 1}, "1e3", 100, "NaN", [])],
+    *[(2, v, "variant") for v in ([], "qint9", ["qint9"], [1], None, ["fp32"], [["qint8"]], {"qint8": 1},
+                                  ["qint8", 5], ["qint8", None], "x" * 1000, [{"a": 1}], ["ort-int8 "], "QINT8")],
+]
+
+
+@pytest.mark.parametrize("pos,value,field", BAD_GENERATE)
+def test_every_generate_argument_is_checked(client, pos, value, field):
+    args = list(GOOD_GENERATE)
+    args[pos] = value
+    with pytest.raises(Exception, match=field):
+        client.predict(*args, api_name="/generate")
+
+
+@pytest.mark.parametrize("pos,value,field", BAD_MEASURE)
+def test_every_measure_argument_is_checked(client, pos, value, field):
+    args = list(GOOD_MEASURE)
+    args[pos] = value
+    with pytest.raises(Exception, match=field):
+        client.predict(*args, api_name="/measure")
+
+
+def test_the_server_answers_after_all_bad_input(client):
+    assert len(BAD_GENERATE) >= 40 and len(BAD_MEASURE) >= 40
+    assert "words/s" in client.predict(*GOOD_GENERATE, api_name="/generate")[2]
+    assert "test tokens" in client.predict(*GOOD_MEASURE, api_name="/measure")[6]
+
+
+def test_a_generate_sent_during_a_long_measurement_is_answered_before_it_ends(client):
+    import time
+    job = client.submit("all (245,569 tokens)", 1, ["qint8-lstm-only"], api_name="/measure")
+    time.sleep(1.0)                                   # the measurement is under way
+    assert not job.done()
+    out = client.predict("w2", 20, 1.0, 1, False, "qint8", api_name="/generate")
+    assert "words/s" in out[2]
+    assert not job.done()                             # answered while the measurement still ran
+    assert "test tokens" in job.result()[6]
+
+
 def test_bad_input_gets_a_message_and_the_server_keeps_serving(client):
     with pytest.raises(Exception, match="prompt is 3,000 characters long|maximum|2000"):
         client.predict("x" * 3000, 10, 1.0, 0, False, api_name="/generate")

@@ -23,13 +23,16 @@ from .download import SHA256, DownloadError, download, sha256_file
 from .evaluate import Comparison, num_threads
 from .generate import MAX_WORDS, GenerationConfig
 from .pair import generate_pair
-from .variants import REFERENCE, VARIANTS, VariantCache, unavailable
+from .results import ResultStore, make_record, rows_of
+from .results import versions as result_versions
+from .variants import REFERENCE, VARIANTS, VariantCache, cache_dir, unavailable
 from .text import format_p, render_pane
 
 DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"
 SLICES = {"2,000 tokens": 2_000, "5,000 tokens": 5_000, "20,000 tokens": 20_000, "50,000 tokens": 50_000,
           "all (245,569 tokens)": None}
 DEFAULT_SLICE = "5,000 tokens"
+FULL_TEST_TOKENS = 245_569
 DEFAULT_VARIANT = "qint8"          # the tutorial's recipe
 MAX_PROMPT_CHARS = 2_000
 STREAM_INTERVAL_S = 0.05          # at most ~20 UI updates per second while generating
@@ -43,10 +46,13 @@ class AppConfig:
     checkpoint: str = DEFAULT_CHECKPOINT
     data: str | None = None        # None: $WLM_DATA, else data/wikitext-2
     threads: int = 1               # default thread count (the tutorial's 1)
-    cache: str | None = None       # ONNX exports; None: $WLM_CACHE, else data/cache
+    cache: str | None = None       # ONNX exports and stored measurements; None: $WLM_CACHE, else data/cache
+    max_measure_tokens: int | None = None    # live Measure cap (a shared server); None: no cap
 
 
 def _as_int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -56,7 +62,15 @@ def _as_int(name: str, value, lo: int, hi: int) -> int:
     return int(f)
 
 
+def _as_bool(name: str, value) -> bool:
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 def _as_float(name: str, value, lo: float, hi: float) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number from {lo} to {hi}, got {value!r}")
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -175,10 +189,11 @@ class QuantDemo:
         self._test_is_wikitext = False
         self._lock = threading.Lock()
         self.turns = CpuTurns()
+        self.store = ResultStore(cache_dir(cfg.cache) / "results")
         self.load_seconds = time.perf_counter() - t0
 
-    def _variant(self, name, field: str = "variant"):
-        if name in (None, ""):
+    def _variant(self, name, field: str = "variant", default: bool = True):
+        if default and name in (None, ""):
             name = DEFAULT_VARIANT
         if not isinstance(name, str) or name not in self.choices:
             why = f" ({self.hidden[name]})" if isinstance(name, str) and name in self.hidden else ""
@@ -204,7 +219,7 @@ class QuantDemo:
             yield ("", "", "", "", f"Preparing **{name}** (first use: {VARIANTS[name].recipe})…", "")
         pair = [self.variants.get(REFERENCE), self.variants.get(name)]
         run = PairRun((REFERENCE, name), self.dictionary.tokenize(prompt),
-                      self.dictionary.encode(prompt).unknown, bool(raw))
+                      self.dictionary.encode(prompt).unknown, _as_bool("raw", raw))
         last = 0.0
         with self.turns.priority():
             for step in generate_pair([v.model for v in pair], self.dictionary, cfg, threads=self.cfg.threads):
@@ -220,9 +235,8 @@ class QuantDemo:
         missing = [n for n in SHA256 if not (self.data_dir / n).is_file()]
         if "test.txt" not in missing:
             return f"WikiText-2 test split: `{self.data_dir / 'test.txt'}`."
-        return (f"**WikiText-2 is not here** (`{self.data_dir}` lacks test.txt). Size needs no data; for loss and "
-                f"speed, click **Download WikiText-2** (about 13 MB, sha256-verified), or copy train.txt, valid.txt "
-                f"and test.txt into `{self.data_dir}` (or set `WLM_DATA` to their folder) and measure again.")
+        return (f"WikiText-2's test split is not here yet (`{self.data_dir}`): **Measure** fetches test.txt "
+                f"(1.3 MB, sha256-verified) on first use, or copy it there (or set `WLM_DATA` to its folder).")
 
     def _test_split(self):
         with self._lock:
@@ -231,10 +245,26 @@ class QuantDemo:
                 self._test_is_wikitext = sha256_file(self.data_dir / "test.txt") == SHA256["test.txt"]
             return self._test_ids
 
+    def _ensure_test_split(self, progress_factory=None) -> str | None:
+        """Fetch test.txt alone when it is missing (sha256-verified); None, or why it failed."""
+        if (self.data_dir / "test.txt").is_file():
+            return None
+        try:
+            download(self.data_dir, files=("test.txt",), progress_factory=progress_factory)
+        except DownloadError as e:
+            return (f"**Could not fetch WikiText-2's test split** ({e}). Size needs no data; for loss and speed, "
+                    f"copy test.txt into `{self.data_dir}` or set `WLM_DATA` to its folder, then measure again.")
+        return None
+
     def measure(self, slice_label=DEFAULT_SLICE, threads=None, variants=(DEFAULT_VARIANT,),
-                progress: Callable[[int, int], None] | None = None) -> tuple:
-        """Evaluate fp32 and the chosen variants on the first N test tokens, in lockstep
+                progress: Callable[[int, int], None] | None = None, fresh=False,
+                download_progress=None) -> tuple:
+        """fp32 and the chosen variants on the first N test tokens, in lockstep
         (``wlm.evaluate.Comparison``), one chunk at a time: between chunks a waiting Generate runs.
+
+        A stored result for the same slice, threads, variants, machine, checkpoint and library
+        versions is shown at once unless ``fresh``; a new one is stored. Slices over the live cap
+        (``AppConfig.max_measure_tokens``) come only from the store.
 
         Returns (table, size plot, time plot, KL plot, size-vs-loss plot, speed-vs-loss plot,
         status markdown, machine markdown); the plots as DataFrames.
@@ -246,12 +276,30 @@ class QuantDemo:
             variants = [variants]
         if not isinstance(variants, (list, tuple)) or not variants:
             raise ValueError(f"variants must be a non-empty list of {', '.join(self.choices)}, got {variants!r}")
-        names = [REFERENCE] + list(dict.fromkeys(self._variant(v, "variants") for v in variants))
+        names = [REFERENCE] + list(dict.fromkeys(self._variant(v, "variants", default=False) for v in variants))
+        fresh = _as_bool("fresh", fresh)
+        with num_threads(threads):
+            machine = machine_info()
+        key = {"slice": slice_label, "threads": threads, "variants": names, "checkpoint_sha256": self.ckpt.sha256,
+               "cpu": machine["cpu"], "versions": result_versions()}
+        stored = self.store.find(key)
+        if stored and not fresh:
+            return self._view(stored, names, threads, stored=True)
+        n = SLICES[slice_label] or FULL_TEST_TOKENS
+        cap = self.cfg.max_measure_tokens
+        if cap is not None and n > cap:
+            elsewhere = self.store.latest_anywhere(slice=slice_label, threads=threads, variants=names,
+                                                   checkpoint_sha256=self.ckpt.sha256)
+            if elsewhere:
+                return self._view(elsewhere, names, threads, stored=True)
+            return self._empty_view(names, threads, (
+                f"**{slice_label} is over this server's live limit of {cap:,} tokens**, and no stored result for "
+                f"these settings exists yet. Pick a smaller slice (they take seconds), or run the app where you "
+                f"control the CPU (`python demo.py`); full-split figures are in the README."))
+        why = self._ensure_test_split(download_progress)
+        if why:
+            return self._empty_view(names, threads, why)
         built = {n: self.variants.get(n) for n in names}
-        if not (self.data_dir / "test.txt").is_file():
-            return (self.empty_table(), self.size_frame(names), self.time_frame([]), self.kl_frame([]),
-                    self.tradeoff_frame([]), self.tradeoff_frame([]), self.data_status(),
-                    self.machine_markdown(threads))
         models = {n: v.model for n, v in built.items()}
         c = Comparison(models, self._test_split(), max_tokens=SLICES[slice_label])
         while not c.done:
@@ -260,17 +308,50 @@ class QuantDemo:
             if progress:
                 progress(*c.tokens)
         rows = measurements(models, c, {n: v.size for n, v in built.items()})
-        table = pd.DataFrame([self._table_row(m, built[m.model].spec.engine) for m in rows], columns=TABLE_COLUMNS)
+        record = make_record(slice_label=slice_label, threads=threads, variants=names, rows=rows,
+                             engines={n: v.spec.engine for n, v in built.items()}, machine=machine,
+                             checkpoint_sha256=self.ckpt.sha256,
+                             test_sha256=SHA256["test.txt"] if self._test_is_wikitext else None)
+        try:
+            self.store.save(record)
+        except OSError:
+            pass                         # a read-only disk costs the memory of the result, not the result
+        return self._view(record, names, threads, stored=False)
+
+    def initial_view(self) -> tuple:
+        """What the Measure panel shows on page load: the stored result for the default settings,
+        if any, else an empty state that says what Measure will do."""
+        threads, names = self.cfg.threads, [REFERENCE, DEFAULT_VARIANT]
+        with num_threads(threads):
+            cpu = machine_info()["cpu"]
+        stored = self.store.find({"slice": DEFAULT_SLICE, "threads": threads, "variants": names,
+                                  "checkpoint_sha256": self.ckpt.sha256, "cpu": cpu, "versions": result_versions()})
+        if stored:
+            return self._view(stored, names, threads, stored=True)
+        return self._empty_view(names, threads, "No measurement yet: click **Measure**. " + self.data_status())
+
+    def _empty_view(self, names, threads, status: str) -> tuple:
+        return (self.empty_table(), self.size_frame(names), self.time_frame([]), self.kl_frame([]),
+                self.tradeoff_frame([]), self.tradeoff_frame([]), status, self.machine_markdown(threads))
+
+    def _view(self, record: dict, names, threads, stored: bool) -> tuple:
+        rows = rows_of(record)
+        engines = record.get("engines", {})
+        table = pd.DataFrame([self._table_row(m, engines.get(m.model, "")) for m in rows], columns=TABLE_COLUMNS)
         fp, q = rows[0], rows[1]
         a = q.agreement
-        status = (f"{fp.tokens:,} test tokens, {threads} thread(s). {q.model} is **{q.speedup:.2f}x** "
+        status = (f"{fp.tokens:,} test tokens, {record['threads']} thread(s). {q.model} is **{q.speedup:.2f}x** "
                   f"{'faster' if q.speedup >= 1 else 'slower'}, **{fp.size_mb / q.size_mb:.2f}x** smaller, "
                   f"loss {q.loss_change:+.4f} (the tutorial's qint8, full split: 1.76x, 1.43x, +0.001). On the same "
                   f"tokens it ranks the same word first at **{a.top1:.1%}** of positions; its distribution overlaps "
                   f"fp32's by **{a.overlap:.1%}** on average (1 - total variation: the share of words a coupled "
                   f"sample keeps, so about {a.words_before_parting:.0f} identical words before two samples part); "
                   f"mean KL(fp32 ‖ {q.model}) {a.kl_mean:.4f} nats.")
-        if not self._test_is_wikitext:
+        if stored:
+            status = (f"*Stored result, measured {record['when']} on {record.get('cpu')} "
+                      f"({', '.join(f'{k} {v}' for k, v in record.get('versions', {}).items())}); "
+                      f"**Measure again** re-runs it live.* " + status)
+        if record.get("test_sha256") is None:
             status += f" Note: `{self.data_dir / 'test.txt'}` is not the published WikiText-2 file (sha256 differs)."
         return (table, self.size_frame(names), self.time_frame(rows), self.kl_frame(rows), self.tradeoff_frame(rows),
                 self.tradeoff_frame(rows), status, self.machine_markdown(threads))
@@ -318,14 +399,6 @@ class QuantDemo:
         # explicit dtypes: an empty frame must still plot "model" as a category
         return pd.DataFrame({"model": pd.Series([m.model for m in rows], dtype="string"),
                              "seconds": pd.Series([round(m.seconds, 3) for m in rows], dtype="float64")})
-
-    def download_data(self, progress_factory=None) -> str:
-        """Fetch WikiText-2 into the data folder; returns a status line (errors included)."""
-        try:
-            download(self.data_dir, progress_factory=progress_factory)
-        except DownloadError as e:
-            return f"**Download failed.** {e}"
-        return f"WikiText-2 downloaded to `{self.data_dir}` and verified. " + self.data_status()
 
     # ---------------------------------------------------------------- descriptions
     def model_text(self, name: str) -> str:

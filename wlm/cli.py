@@ -169,6 +169,18 @@ def cmd_bench(args) -> int:
     coupled = coupled_parting(pair, ckpt.dictionary, prompt=args.pair_prompt, seeds=args.pair_seeds,
                               threads=args.threads) if args.pair_seeds and pair else None
     info = machine_info(args.threads)
+    if args.save and args.split == "test":
+        from .download import SHA256, sha256_file
+        from .results import ResultStore, make_record
+        from .variants import cache_dir
+        label = "all (245,569 tokens)" if args.max_tokens is None else f"{args.max_tokens:,} tokens"
+        test_file = corpus.path / "test.txt"
+        record = make_record(slice_label=label, threads=args.threads, variants=names, rows=rows,
+                             engines={n: v.spec.engine for n, v in variants.items()}, machine=info,
+                             checkpoint_sha256=ckpt.sha256,
+                             test_sha256=SHA256["test.txt"] if sha256_file(test_file) == SHA256["test.txt"] else None)
+        record["speed"], record["generation"] = speed, gen
+        log(f"stored: {ResultStore(cache_dir(args.cache) / 'results').save(record)}")
     if args.json:
         print(json.dumps({"split": args.split, "rows": [r.to_dict() for r in rows], "speed": speed,
                           "generation": gen, "coupled": coupled, "machine": info,
@@ -185,6 +197,48 @@ def cmd_bench(args) -> int:
               f"{args.pair_prompt!r}: {coupled['mean_identical_words']:.1f} identical words before the texts part on "
               f"average ({coupled['never_parted']} runs never parted); step-by-step agreement "
               f"{coupled['step_agreement']:.4f}")
+    return 0
+
+
+def cmd_load(args) -> int:
+    from .load import main_load
+    out = main_load(args)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{args.generate_users} generate users ({args.words} words) + {args.measure_users} measure users "
+          f"({args.slice}), one request each, at once; wall {out['wall_s']:.1f} s, unfinished {out['unfinished']}")
+    print(f"{'endpoint':<10} {'ok':>4} {'errors':>7} {'refused':>8} {'p50 s':>8} {'p95 s':>8}")
+    for name in ("generate", "measure"):
+        r = out[name]
+        fmt = (lambda v: f"{v:8.2f}" if v is not None else f"{'-':>8}")
+        print(f"{name:<10} {r['ok']:>4} {r['errors']:>7} {r['refusals']:>8} {fmt(r['p50_s'])} {fmt(r['p95_s'])}")
+        for e in r["first_errors"]:
+            print(f"  error: {e}")
+    if out["rss_mb_before"] is not None:
+        print(f"server resident memory: {out['rss_mb_before']:.0f} MB before, {out['rss_mb_after']:.0f} MB after")
+    if "generate_wait_during_full_split_s" in out:
+        print(f"a Generate sent while a full-split measurement ran was answered in "
+              f"{out['generate_wait_during_full_split_s']:.1f} s")
+    return 0
+
+
+def cmd_results(args) -> int:
+    from .bench import format_table
+    from .results import ResultStore, rows_of
+    from .variants import cache_dir
+    store = ResultStore(cache_dir(args.cache) / "results")
+    records = store.all()
+    if args.json:
+        print(json.dumps(records))
+        return 0
+    if not records:
+        print(f"no stored measurements in {store.folder}")
+    for r in records:
+        print(f"## {r['slice']}, {r['threads']} thread(s), measured {r['when']} on {r.get('cpu')} "
+              f"({', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items())})\n")
+        print(format_table(rows_of(r)))
+        print()
     return 0
 
 
@@ -230,11 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--variants", default="qint8",
                    help="comma-separated variants compared with fp32 (see wlm.variants.VARIANTS)")
     b.add_argument("--repeats", type=_positive_int, default=1, help="lockstep passes over the slice for W1")
-    b.add_argument("--cache", help="folder for ONNX exports (default: $WLM_CACHE or data/cache)")
+    b.add_argument("--cache", help="folder for ONNX exports and stored results (default: $WLM_CACHE or data/cache)")
+    b.add_argument("--save", action="store_true",
+                   help="store the result (test split) where the app shows it to visitors (see `wlm results`)")
     b.add_argument("--words", type=int, default=200, help="words generated per model for words/s (0: skip)")
     b.add_argument("--pair-seeds", type=int, default=0,
                    help="side-by-side runs of 100 words (seeds 0..N-1): identical words before the texts part")
     b.add_argument("--pair-prompt", default="The game was released in", help="prompt of those runs")
+
+    ld = sub.add_parser("load", help="load-test the demo on loopback: concurrent generate and measure users",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ld.add_argument("--url", help="a running demo on this machine (default: launch demo.py on a free port)")
+    ld.add_argument("--pid", type=int, help="the server's process id, for its memory (with --url)")
+    ld.add_argument("--generate-users", type=int, default=16, help="concurrent /generate requests (0..64)")
+    ld.add_argument("--measure-users", type=int, default=2, help="concurrent /measure requests (0..8)")
+    ld.add_argument("--words", type=_positive_int, default=100)
+    ld.add_argument("--slice", default="5,000 tokens", help="test tokens each measure user asks for")
+    ld.add_argument("--deadline", type=float, default=600.0, help="seconds before unfinished requests are left")
+    ld.add_argument("--full-split-wait", action="store_true",
+                    help="then time one Generate sent while a full-split measurement runs")
+    ld.add_argument("--json", action="store_true")
+    ld.set_defaults(func=cmd_load)
+
+    rs = sub.add_parser("results", help="print the stored measurements (the app's and bench's) as tables")
+    rs.add_argument("--cache", help="cache folder (default: $WLM_CACHE or data/cache)")
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=cmd_results)
 
     t = sub.add_parser("train", help="train the model with the tutorial's recipe",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -41,8 +41,8 @@ def _manual_hint(dest: Path) -> str:
 
 
 def download(dest, *, mirror: str | None = None, timeout: float = 10.0,
-             progress_factory=None, force: bool = False) -> dict[str, Path]:
-    """Fetch train/valid/test.txt into ``dest``; return their paths.
+             progress_factory=None, force: bool = False, files=tuple(SHA256)) -> dict[str, Path]:
+    """Fetch train/valid/test.txt (or just ``files``) into ``dest``; return their paths.
 
     Files already present with the right sha256 are kept. Each file is written to a
     temporary name and renamed only after its checksum matched, so a failure leaves no
@@ -53,7 +53,11 @@ def download(dest, *, mirror: str | None = None, timeout: float = 10.0,
     base = (mirror or os.environ.get("WLM_DATA_MIRROR") or BASE_URL).rstrip("/")
     dest.mkdir(parents=True, exist_ok=True)
     out = {}
-    for name, expected in SHA256.items():
+    unknown = [f for f in files if f not in SHA256]
+    if unknown:
+        raise ValueError(f"files must be among {', '.join(SHA256)}, got {unknown}")
+    for name in files:
+        expected = SHA256[name]
         target = dest / name
         if target.is_file() and not force and sha256_file(target) == expected:
             out[name] = target

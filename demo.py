@@ -25,8 +25,9 @@ HERE = Path(__file__).resolve().parent
 SPACES_MEASURE_CAP = 20_000       # tokens: a few seconds of the shared CPU per click
 INTRO = """# fp32 vs int8: an LSTM language model, quantized
 An LSTM word language model trained on WikiText-2 (the PyTorch tutorial's model: embedding 512,
-5 LSTM layers of 256, 33,278 words) writes on the left; on the right, the same model after
-`torch.ao.quantization.quantize_dynamic` stored its LSTM and decoder weights as int8. Each model samples
+5 LSTM layers of 256, 33,278 words) writes on the left; on the right, a variant: by default the same model
+after `torch.ao.quantization.quantize_dynamic` stored its LSTM and decoder weights as int8, or another
+recipe, or the ONNX Runtime engine. Each model samples
 exactly from its own distribution, but both use the same random numbers (Gumbel-max with one shared noise
 vector per word), so they write the same word whenever their distributions allow: the texts stay
 together while the models agree, and part where int8 really changed the choice."""

@@ -76,3 +76,17 @@ def test_bench_json(tiny_checkpoint, tiny_dir):
     out = json.loads(r.stdout)
     assert [row["model"] for row in out["rows"]] == ["fp32", "qint8"]
     assert set(out["generation"]) == {"fp32", "qint8"} and out["machine"]["threads"] == 1
+
+
+def test_bench_save_then_results(tiny_checkpoint, tiny_dir, tmp_path):
+    r = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "200",
+            "--words", "0", "--variants", "qint8,qint8-per-channel", "--save", "--cache", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "| qint8-per-channel | torch |" in r.stdout and "W1 tokens/s" in r.stdout
+    stored = list((tmp_path / "results").glob("measure-*.json"))
+    assert len(stored) == 1
+    out = run("results", "--cache", str(tmp_path))
+    assert out.returncode == 0 and "200 tokens, 1 thread(s)" in out.stdout and "qint8-per-channel" in out.stdout
+    assert "no stored measurements" in run("results", "--cache", str(tmp_path / "none")).stdout
+    bad = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--variants", "qint9")
+    assert bad.returncode == 2 and "unknown variant(s) qint9" in bad.stderr

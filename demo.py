@@ -93,7 +93,10 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                     "time counts only its own calls. On the same tokens the panel also measures how closely each "
                     "variant follows fp32: top-1 agreement, KL(fp32 ‖ variant), the overlap of the two distributions "
                     "(1 - total variation) and the change in probability of the true next word. A Generate clicked "
-                    "meanwhile runs between two chunks.")
+                    "meanwhile runs between two chunks. Results are stored and shown at once to later visitors; "
+                    "**Measure again** re-runs them live."
+                    + (f" This shared server measures at most {app.cfg.max_measure_tokens:,} tokens live; larger "
+                       "slices come from stored results." if app.cfg.max_measure_tokens else ""))
         with gr.Row():
             slice_ = gr.Dropdown(list(SLICES), value=DEFAULT_SLICE, label="Test tokens", elem_id="slice")
             threads = gr.Radio([1, 2, 4], value=app.cfg.threads, label="Threads (tutorial: 1)")

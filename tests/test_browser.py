@@ -1,6 +1,5 @@
 """End to end: Debian's chromium, driven by Playwright, on the real demo server."""
 import shutil
-from pathlib import Path
 
 import pytest
 

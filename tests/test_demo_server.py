@@ -53,20 +53,14 @@ BAD_MEASURE = [
 ]
 
 
-@pytest.mark.parametrize("pos,value,field", BAD_GENERATE)
-def test_every_generate_argument_is_checked(client, pos, value, field):
-    args = list(GOOD_GENERATE)
+@pytest.mark.parametrize("endpoint,good,pos,value,field",
+                         [("/generate", GOOD_GENERATE, *bad) for bad in BAD_GENERATE]
+                         + [("/measure", GOOD_MEASURE, *bad) for bad in BAD_MEASURE])
+def test_every_argument_is_checked(client, endpoint, good, pos, value, field):
+    args = list(good)
     args[pos] = value
     with pytest.raises(Exception, match=field):
-        client.predict(*args, api_name="/generate")
-
-
-@pytest.mark.parametrize("pos,value,field", BAD_MEASURE)
-def test_every_measure_argument_is_checked(client, pos, value, field):
-    args = list(GOOD_MEASURE)
-    args[pos] = value
-    with pytest.raises(Exception, match=field):
-        client.predict(*args, api_name="/measure")
+        client.predict(*args, api_name=endpoint)
 
 
 def test_the_server_answers_after_all_bad_input(client):

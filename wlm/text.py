@@ -60,7 +60,7 @@ def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: boo
     for i, ((sep, text), st) in enumerate(zip(body, steps)):
         title = (f"{st.word}: p({a}) = {format_p(st.p[0])}, p({b}) = {format_p(st.p[1])}; "
                  f"total variation {st.tv:.3f}"
-                 + ("" if st.same else f"; the other model would have picked another word here"))
+                 + ("" if st.same else "; the other model would have picked another word here"))
         style = f"background: rgba(234, 88, 12, {_shade(st.tv)})"
         cls = "wlm-word"
         if not st.same:

@@ -53,14 +53,7 @@ def user_errors(fn):
     return call
 
 
-# One colour per model, fixed up front: a native plot with ``color=`` that starts empty draws no
-# marks after an update unless it knows the colour domain (seen with gradio 6.31).
-PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
-           "#bab0ac"]
-
-
 def build_demo(app: QuantDemo) -> gr.Blocks:
-    colors = {n: PALETTE[k % len(PALETTE)] for k, n in enumerate([REFERENCE, *app.choices])}
     with gr.Blocks(title="wlm: fp32 vs int8 LSTM") as demo:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -114,11 +107,10 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
             time_plot = gr.BarPlot(app.time_frame([]), x="model", y="seconds", y_lim=[0, None],
                                    title="Evaluation time (s)", elem_id="time-plot")
         with gr.Row():
-            size_trade = gr.ScatterPlot(app.tradeoff_frame([]), x="size MB", y="loss change", color="model",
-                                        color_map=colors, title="Size vs loss change", elem_id="size-trade")
-            speed_trade = gr.ScatterPlot(app.tradeoff_frame([]), x="tokens/s", y="loss change", color="model",
-                                         color_map=colors, title="Speed vs loss change", elem_id="speed-trade")
-        kl_plot = gr.LinePlot(app.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None], color_map=colors,
+            size_trade = gr.HTML(app.tradeoff_plots([])[0], elem_id="size-trade")
+            speed_trade = gr.HTML(app.tradeoff_plots([])[1], elem_id="speed-trade")
+        kl_plot = gr.LinePlot(app.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None],
+                              color_map=app.colors,
                               title="KL(fp32 ‖ variant) along the test text (mean per stretch)", elem_id="kl-plot")
         with gr.Row():
             gr.Code(app.model_text(REFERENCE), label="fp32 model", language=None)

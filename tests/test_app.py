@@ -67,7 +67,8 @@ def test_measure_fills_table_plots_and_status(app):
     table, size, times, kl, trade, _, status, machine = app.measure("2,000 tokens", 1,
                                                                      progress=lambda d, t: calls.append((d, t)))
     assert list(table.columns) == TABLE_COLUMNS and list(table["model"]) == ["fp32", "qint8"]
-    assert list(table["engine"]) == ["torch", "torch"] and list(trade["model"]) == ["fp32", "qint8"]
+    assert list(table["engine"]) == ["torch", "torch"] and trade.count('class="point"') == 2
+    assert "<title>qint8: size (MB)" in trade and ">fp32</text>" in trade
     n = min(2000, len(app._test_split())) - 1
     assert f"{n:,} test tokens" in status and ("faster" in status or "slower" in status)
     assert table["size MB"][1] < table["size MB"][0]
@@ -91,7 +92,7 @@ def test_without_data_and_offline_the_panel_says_how_to_fix_it(app, tmp_path, mo
     assert "Measure** fetches test.txt" in empty.data_status()
     table, size, times, kl, trade, _, status, _ = empty.measure()
     assert table.empty and list(table.columns) == TABLE_COLUMNS and len(size) == 6 and times.empty
-    assert kl["KL (nats)"].isna().all() and trade["loss change"].isna().all()      # placeholders: no points
+    assert kl["KL (nats)"].isna().all() and "no measurement yet" in trade      # placeholders: no points
     assert "Could not fetch WikiText-2's test split" in status and "WLM_DATA" in status
     assert "\n" not in status and not list((tmp_path / "none").glob("*"))        # one line, nothing left
 
@@ -167,7 +168,7 @@ def test_several_variants_in_one_measurement_and_a_variant_in_the_right_pane(app
                                                                   ["ort-int8", "qint8-per-channel", "ort-int8"])
     assert list(table["model"]) == ["fp32", "ort-int8", "qint8-per-channel"]       # once each, fp32 first
     assert list(table["engine"]) == ["torch", "onnxruntime", "torch"]
-    assert set(size["model"]) == {"fp32", "ort-int8", "qint8-per-channel"} and len(trade) == 3
+    assert set(size["model"]) == {"fp32", "ort-int8", "qint8-per-channel"} and trade.count('class="point"') == 3
     assert (table["size MB"][1] < table["size MB"][0]) and 0 < table["top-1 agree"][1] <= 1
     *_, last = app.generate("w1 w2", 30, 1.0, 3, False, "ort-int8")
     assert "p(ort-int8)" in last[0] and "p(ort-int8)" in last[1]

@@ -98,6 +98,7 @@ def test_measure(page):
     table = page.inner_text("#table")
     assert "fp32" in table and "qint8" in table and "speed-up" in table and "top-1 agree" in table
     assert "qint8-per-channel" in table and "engine" in table
+    assert page.eval_on_selector_all("#size-trade svg .point", "els => els.length") == 3      # each model named
     page.wait_for_timeout(1500)                      # let the plots draw
     page.screenshot(path=str(out / "demo.png"), full_page=True)
     assert (out / "demo.png").stat().st_size > 10_000

@@ -25,6 +25,7 @@ from .pair import generate_pair
 from .results import ResultStore, make_record, rows_of
 from .results import versions as result_versions
 from .variants import REFERENCE, VARIANTS, VariantCache, cache_dir, unavailable
+from .svgplot import scatter_svg
 from .text import format_p, render_pane
 
 DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"
@@ -32,6 +33,8 @@ SLICES = {"2,000 tokens": 2_000, "5,000 tokens": 5_000, "20,000 tokens": 20_000,
           "all (245,569 tokens)": None}
 DEFAULT_SLICE = "5,000 tokens"
 FULL_TEST_TOKENS = 245_569
+PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+           "#bab0ac"]
 DEFAULT_VARIANT = "qint8"          # the tutorial's recipe
 MAX_PROMPT_CHARS = 2_000
 STREAM_INTERVAL_S = 0.05          # at most ~20 UI updates per second while generating
@@ -183,6 +186,7 @@ class QuantDemo:
             self.variants.get(name)
         self.choices = [n for n in VARIANTS if n != REFERENCE and not unavailable(n)]
         self.hidden = {n: unavailable(n) for n in VARIANTS if unavailable(n)}
+        self.colors = {n: PALETTE[k % len(PALETTE)] for k, n in enumerate([REFERENCE, *self.choices])}
         self.data_dir = resolve_data_dir(cfg.data)
         self._test_ids = None
         self._test_is_wikitext = False
@@ -331,7 +335,7 @@ class QuantDemo:
 
     def _empty_view(self, names, threads, status: str) -> tuple:
         return (self.empty_table(), self.size_frame(names), self.time_frame([]), self.kl_frame([]),
-                self.tradeoff_frame([]), self.tradeoff_frame([]), status, self.machine_markdown(threads))
+                *self.tradeoff_plots([]), status, self.machine_markdown(threads))
 
     def _view(self, record: dict, names, threads, stored: bool) -> tuple:
         rows = rows_of(record)
@@ -352,8 +356,7 @@ class QuantDemo:
                       f"**Measure again** re-runs it live.* " + status)
         if record.get("test_sha256") is None:
             status += f" Note: `{self.data_dir / 'test.txt'}` is not the published WikiText-2 file (sha256 differs)."
-        return (table, self.size_frame(names), self.time_frame(rows), self.kl_frame(rows), self.tradeoff_frame(rows),
-                self.tradeoff_frame(rows), status, self.machine_markdown(threads))
+        return (table, self.size_frame(names), self.time_frame(rows), self.kl_frame(rows), *self.tradeoff_plots(rows), status, self.machine_markdown(threads))
 
     @staticmethod
     def empty_table() -> pd.DataFrame:
@@ -378,14 +381,12 @@ class QuantDemo:
                              "test token": pd.Series([p[1] for p in pts], dtype="float64"),
                              "KL (nats)": pd.Series([p[2] for p in pts], dtype="float64")})
 
-    def tradeoff_frame(self, rows) -> pd.DataFrame:
-        """Size, speed and loss change per model, for the trade-off scatter plots (without rows:
-        one NaN point per model, as ``kl_frame``)."""
-        pts = [(m.model, round(m.size_mb, 3), round(m.tokens_per_s), round(m.loss_change, 5)) for m in rows]
-        pts = pts or [(n, math.nan, math.nan, math.nan) for n in [REFERENCE, *self.choices]]
-        return pd.DataFrame({"model": pd.Series([p[0] for p in pts], dtype=object),
-                             **{k: pd.Series([p[i + 1] for p in pts], dtype="float64")
-                                for i, k in enumerate(("size MB", "tokens/s", "loss change"))}})
+    def tradeoff_plots(self, rows) -> tuple[str, str]:
+        """Size vs loss change and speed vs loss change, every point named (inline SVG)."""
+        pts = lambda attr: [(m.model, getattr(m, attr), m.loss_change) for m in rows]    # noqa: E731
+        return (scatter_svg(pts("size_mb"), "size (MB)", "loss change", "Size vs loss change", self.colors),
+                scatter_svg(pts("tokens_per_s"), "evaluation tokens/s", "loss change", "Speed vs loss change",
+                            self.colors))
 
     def size_frame(self, names=None) -> pd.DataFrame:
         """Size per model and module (MB), for a stacked bar plot (models already built)."""

@@ -107,8 +107,9 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
             time_plot = gr.BarPlot(app.time_frame([]), x="model", y="seconds", y_lim=[0, None],
                                    title="Evaluation time (s)", elem_id="time-plot")
         with gr.Row():
-            size_trade = gr.HTML(app.tradeoff_plots([])[0], elem_id="size-trade")
-            speed_trade = gr.HTML(app.tradeoff_plots([])[1], elem_id="speed-trade")
+            empty_size, empty_speed = app.tradeoff_plots([])
+            size_trade = gr.HTML(empty_size, elem_id="size-trade")
+            speed_trade = gr.HTML(empty_speed, elem_id="speed-trade")
         kl_plot = gr.LinePlot(app.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None],
                               color_map=app.colors,
                               title="KL(fp32 ‖ variant) along the test text (mean per stretch)", elem_id="kl-plot")

@@ -92,8 +92,9 @@ class QuantDemo:
         self.variants = VariantCache(self.ckpt, cfg.cache)
         for name in (REFERENCE, DEFAULT_VARIANT):        # the tutorial's pair is ready at once
             self.variants.get(name)
-        self.choices = [n for n in VARIANTS if n != REFERENCE and not unavailable(n)]
-        self.hidden = {n: unavailable(n) for n in VARIANTS if unavailable(n)}
+        why_not = {n: unavailable(n) for n in VARIANTS}
+        self.hidden = {n: why for n, why in why_not.items() if why}
+        self.choices = [n for n in VARIANTS if n != REFERENCE and n not in self.hidden]
         self.colors = {n: PALETTE[k % len(PALETTE)] for k, n in enumerate([REFERENCE, *self.choices])}
         self.data_dir = resolve_data_dir(cfg.data)
         self._test_ids = None
@@ -189,10 +190,7 @@ class QuantDemo:
             raise ValueError(f"variants must be a non-empty list of {', '.join(self.choices)}, got {variants!r}")
         names = [REFERENCE] + list(dict.fromkeys(self._variant(v, "variants", default=False) for v in variants))
         fresh = _as_bool("fresh", fresh)
-        with num_threads(threads):
-            machine = machine_info()
-        key = {"slice": slice_label, "threads": threads, "variants": names, "checkpoint_sha256": self.ckpt.sha256,
-               "cpu": machine["cpu"], "versions": result_versions()}
+        key, machine = self._store_key(slice_label, threads, names)
         stored = self.store.find(key)
         if stored and not fresh:
             return self._view(stored, names, threads, stored=True)
@@ -229,14 +227,18 @@ class QuantDemo:
             pass                         # a read-only disk costs the memory of the result, not the result
         return self._view(record, names, threads, stored=False)
 
+    def _store_key(self, slice_label: str, threads: int, names: list[str]) -> tuple[dict, dict]:
+        """The fields a stored measurement is found by, and this machine's facts."""
+        with num_threads(threads):
+            machine = machine_info()
+        return ({"slice": slice_label, "threads": threads, "variants": names, "checkpoint_sha256": self.ckpt.sha256,
+                 "cpu": machine["cpu"], "versions": result_versions()}, machine)
+
     def initial_view(self) -> tuple:
         """What the Measure panel shows on page load: the stored result for the default settings,
         if any, else an empty state that says what Measure will do."""
         threads, names = self.cfg.threads, [REFERENCE, DEFAULT_VARIANT]
-        with num_threads(threads):
-            cpu = machine_info()["cpu"]
-        stored = self.store.find({"slice": DEFAULT_SLICE, "threads": threads, "variants": names,
-                                  "checkpoint_sha256": self.ckpt.sha256, "cpu": cpu, "versions": result_versions()})
+        stored = self.store.find(self._store_key(DEFAULT_SLICE, threads, names)[0])
         if stored:
             return self._view(stored, names, threads, stored=True)
         return self._empty_view(names, threads, "No measurement yet: click **Measure**. " + self.data_status())

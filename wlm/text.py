@@ -76,11 +76,3 @@ def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: boo
     if not raw:
         text = re.sub(r"\n{3,}", "\n\n", text)
     return f'<div class="wlm-text" style="white-space: pre-wrap; line-height: 1.7">{text}</div>'
-
-
-def first_difference(a: list[str], b: list[str]) -> int | None:
-    """Index of the first position where two word lists differ (None if they are equal)."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))

@@ -2,6 +2,7 @@
 size / speed / loss panel. Layout and wiring only; the work is in wlm.app.
 
     python demo.py [--host H] [--port P] [--share] [--checkpoint F] [--threads N]
+                   [--max-measure-model-tokens N]
 """
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from wlm.app import DEFAULT_SLICE, DEFAULT_VARIANT, SLICES, AppConfig, QuantDemo  # noqa: E402
+from wlm.threads import usable_cpus  # noqa: E402
 from wlm.variants import REFERENCE  # noqa: E402
 from wlm.checkpoint import CheckpointError  # noqa: E402
 from wlm.generate import MAX_WORDS  # noqa: E402
 from wlm.quantize import QuantizationError  # noqa: E402
+from wlm.storage import app_paths  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SPACES_MEASURE_CAP = 20_000       # tokens: a few seconds of the shared CPU per click
+SPACES_LIVE_CAP = 40_000          # model-tokens (test tokens x models): ~20 s of a shared CPU per click at most
+GENERATE_CONCURRENCY = 4          # Generates in progress at once; they take the CPU in turns (wlm.turns)
 INTRO = """# fp32 vs int8: an LSTM language model, quantized
 An LSTM word language model trained on WikiText-2 (the PyTorch tutorial's model: embedding 512,
 5 LSTM layers of 256, 33,278 words) writes on the left; on the right, a variant: by default the same model
@@ -63,7 +67,8 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                 words = gr.Slider(1, MAX_WORDS, value=100, step=1, label="Words", elem_id="words")
                 temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
         with gr.Row():
-            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+            # text, not a number: a browser's numbers hold integers exactly only up to 2**53
+            seed = gr.Textbox(value="0", label="Seed (0 to 2**63-1)", elem_id="seed", max_lines=1, max_length=25)
             variant = gr.Dropdown(app.choices, value=DEFAULT_VARIANT, label="Right pane: variant (engine, recipe)",
                                   elem_id="variant", info=app.variants_note() or None)
             raw = gr.Checkbox(label="Show raw WikiText-2 tokens (<eos>, @-@)", value=False)
@@ -88,49 +93,55 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                     "(1 - total variation) and the change in probability of the true next word. A Generate clicked "
                     "meanwhile runs between two chunks. Results are stored and shown at once to later visitors; "
                     "**Measure again** re-runs them live."
-                    + (f" This shared server measures at most {app.cfg.max_measure_tokens:,} tokens live; larger "
-                       "slices come from stored results." if app.cfg.max_measure_tokens else ""))
+                    + (f" This shared server measures at most {app.cfg.max_live_model_tokens:,} model-tokens live "
+                       f"(test tokens x models, fp32 included: e.g. {app.cfg.max_live_model_tokens // 2:,} tokens for "
+                       "fp32 and one variant); larger measurements come from stored results."
+                       if app.cfg.max_live_model_tokens else ""))
         with gr.Row():
             slice_ = gr.Dropdown(list(SLICES), value=DEFAULT_SLICE, label="Test tokens", elem_id="slice")
-            threads = gr.Radio([1, 2, 4], value=app.cfg.threads, label="Threads (tutorial: 1)")
+            threads = gr.Radio(list(app.thread_choices), value=app.cfg.threads, elem_id="threads",
+                               label=f"Threads (tutorial: 1; at most the {usable_cpus()} CPUs here)")
             with gr.Column():
                 measure = gr.Button("Measure", variant="primary", elem_id="measure")
                 again = gr.Button("Measure again (live)", size="sm", elem_id="measure-again")
         chosen = gr.CheckboxGroup(app.choices, value=[DEFAULT_VARIANT], label="Variants to measure against fp32",
                                   elem_id="measure-variants")
         status = gr.Markdown("No measurement yet: click **Measure**.", elem_id="status")
-        table = gr.Dataframe(app.empty_table(), label="fp32 vs variants (run Measure to fill)", elem_id="table",
+        table = gr.Dataframe(app.view.empty_table(), label="fp32 vs variants (run Measure to fill)", elem_id="table",
                              interactive=False)
         with gr.Row():
-            size_plot = gr.BarPlot(app.size_frame(), x="model", y="MB", color="part", y_lim=[0, None],
+            size_plot = gr.BarPlot(app.view.size_frame(), x="model", y="MB", color="part", y_lim=[0, None],
                                    title="Size (MB), per module", elem_id="size-plot")
-            time_plot = gr.BarPlot(app.time_frame([]), x="model", y="seconds", y_lim=[0, None],
+            time_plot = gr.BarPlot(app.view.time_frame([]), x="model", y="seconds", y_lim=[0, None],
                                    title="Evaluation time (s)", elem_id="time-plot")
         with gr.Row():
-            empty_size, empty_speed = app.tradeoff_plots([])
+            empty_size, empty_speed = app.view.tradeoff_plots([])
             size_trade = gr.HTML(empty_size, elem_id="size-trade")
             speed_trade = gr.HTML(empty_speed, elem_id="speed-trade")
-        kl_plot = gr.LinePlot(app.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None],
-                              color_map=app.colors,
+        kl_plot = gr.LinePlot(app.view.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None],
+                              color_map=app.view.colors,
                               title="KL(fp32 ‖ variant) along the test text (mean per stretch)", elem_id="kl-plot")
         with gr.Row():
             gr.Code(app.model_text(REFERENCE), label="fp32 model", language=None)
             right_model = gr.Code(app.model_text(DEFAULT_VARIANT), label="right-pane model", language=None,
                                   elem_id="right-model")
-        machine = gr.Markdown(app.machine_markdown(app.cfg.threads))
+        machine = gr.Markdown(app.view.machine_markdown())
 
         inputs = [prompt, words, temperature, seed, raw, variant]
         outputs = [left, right, left_stats, right_stats, notes, parting]
         # preprocess=False: the functions get the raw values, so a wrong type through the API gets
         # the same message naming the field as a wrong value (wlm.app checks every argument)
+        # Generates run GENERATE_CONCURRENCY at a time and take the CPU in turns (app.turns), so a
+        # long one cannot stall the others; describing a variant may wait for its build, so it has
+        # a group of its own and never holds up a Generate
         go.click(user_errors(app.generate), inputs, outputs, api_name="generate", concurrency_id="generate",
-                 preprocess=False)
+                 concurrency_limit=GENERATE_CONCURRENCY, preprocess=False)
         prompt.submit(user_errors(app.generate), inputs, outputs, api_visibility="private", concurrency_id="generate",
-                      preprocess=False)
+                      concurrency_limit=GENERATE_CONCURRENCY, preprocess=False)
         variant.change(user_errors(app.pane_title), variant, right_title, api_visibility="private",
-                       concurrency_id="generate")
+                       concurrency_id="describe", concurrency_limit=8)
         variant.change(user_errors(app.model_text), variant, right_model, api_visibility="private",
-                       concurrency_id="generate")
+                       concurrency_id="describe", concurrency_limit=8)
 
         def run_measure(slice_label, n_threads, names, fresh=False, progress=gr.Progress()):
             return app.measure(slice_label, n_threads, names, fresh=fresh,
@@ -143,10 +154,11 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                       concurrency_id="measure", preprocess=False)
         again.click(user_errors(functools.partial(run_measure, fresh=True)), [slice_, threads, chosen], panel,
                     api_visibility="private", concurrency_id="measure", preprocess=False)
-        demo.load(user_errors(app.initial_view), None, panel, api_visibility="private")
+        demo.load(user_errors(app.initial_view), None, panel, api_visibility="private", concurrency_limit=8)
 
-    # Bounded queue; one generation and one measurement at a time, and app.turns lets a waiting
-    # generation run between two chunks of a measurement, so neither disturbs the other's timing.
+    # Bounded queue; one measurement at a time. app.turns decides who computes: never a chunk
+    # and a Generate at once, a waiting Generate right after the current chunk, and a share of
+    # the CPU for the measurement under any stream of Generates.
     return demo.queue(max_size=32, default_concurrency_limit=1)
 
 
@@ -156,34 +168,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--checkpoint", default=None, help="default: $WLM_CHECKPOINT or data/wlm-lstm.safetensors")
-    p.add_argument("--threads", type=int, default=1, choices=[1, 2, 4], help="torch threads (tutorial: 1)")
-    p.add_argument("--max-measure-tokens", type=int, default=default_measure_cap(),
-                   help="largest slice measured live (larger ones come from stored results); default: "
-                        f"{SPACES_MEASURE_CAP:,} on Hugging Face Spaces (SPACE_ID set), else no limit (0)")
+    p.add_argument("--threads", type=int, default=1, choices=[1, 2, 4],
+                   help="torch threads of Generate and Measure's default (tutorial: 1; at most the CPUs here)")
+    p.add_argument("--max-measure-model-tokens", type=int, default=default_live_cap(),
+                   help="largest measurement run live, in test tokens x models (larger ones come from stored "
+                        f"results); default: {SPACES_LIVE_CAP:,} on Hugging Face Spaces (SPACE_ID set), else no "
+                        "limit (0); or $WLM_MAX_MEASURE_MODEL_TOKENS")
     return p.parse_args(argv)
 
 
-def default_measure_cap() -> int:
+def default_live_cap() -> int:
     """On a Hugging Face Space (which sets SPACE_ID) a shared CPU: cap live measurements."""
-    env = os.environ.get("WLM_MAX_MEASURE_TOKENS")
+    env = os.environ.get("WLM_MAX_MEASURE_MODEL_TOKENS")
     if env:
         return int(env)
-    return SPACES_MEASURE_CAP if os.environ.get("SPACE_ID") else 0
+    return SPACES_LIVE_CAP if os.environ.get("SPACE_ID") else 0
 
 
-def load_app(checkpoint: str | None = None, threads: int = 1, max_measure_tokens: int | None = None) -> QuantDemo:
+def load_app(checkpoint: str | None = None, threads: int = 1, live_cap: int | None = None) -> QuantDemo:
+    """The app on the shipped checkpoint (or ``$WLM_CHECKPOINT``), its files where
+    ``wlm.storage.app_paths`` puts them (persistent storage on a Space that has it)."""
     ckpt = checkpoint or os.environ.get("WLM_CHECKPOINT") or str(HERE / "data" / "wlm-lstm.safetensors")
-    data = os.environ.get("WLM_DATA") or str(HERE / "data" / "wikitext-2")
-    cache = os.environ.get("WLM_CACHE") or str(HERE / "data" / "cache")
-    cap = default_measure_cap() if max_measure_tokens is None else max_measure_tokens
-    return QuantDemo(AppConfig(checkpoint=ckpt, data=data, threads=threads, cache=cache,
-                               max_measure_tokens=cap or None))
+    paths = app_paths(HERE)
+    cap = default_live_cap() if live_cap is None else live_cap
+    return QuantDemo(AppConfig(checkpoint=ckpt, data=str(paths.data), threads=threads, cache=str(paths.cache),
+                               shipped_results=str(paths.shipped), max_live_model_tokens=cap or None, prebuild=True))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        app = load_app(args.checkpoint, args.threads, args.max_measure_tokens)
+        app = load_app(args.checkpoint, args.threads, args.max_measure_model_tokens)
+    except ValueError as e:                      # e.g. more threads than this machine's CPUs
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (CheckpointError, QuantizationError) as e:
         print(f"error: {e}. Pass --checkpoint FILE (a wlm .safetensors checkpoint), or train one with "
               f"`python -m wlm train`.", file=sys.stderr)
@@ -202,4 +220,5 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 else:
-    demo = build_demo(load_app())
+    app = load_app()
+    demo = build_demo(app)

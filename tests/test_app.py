@@ -1,18 +1,43 @@
 """The demo's event handlers (wlm.app), called directly: no server."""
+import html
+import json
+import re
+import shutil
+import threading
+from dataclasses import replace
+
 import pytest
 
-from wlm.app import DEFAULT_SLICE, SLICES, TABLE_COLUMNS, AppConfig, QuantDemo
+from wlm.app import DEFAULT_SLICE, FULL_SLICE, SLICES, TABLE_COLUMNS, AppConfig, QuantDemo
+from wlm.download import SHA256
+
+JOIN_S = 120          # no test thread may outlive this
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_dir, tiny_corpus):
+def sharp_checkpoint(folder, corpus, gain=60):
+    """The tiny model made confident (a fresh one is nearly uniform, and then int8 never changes
+    a word): with gain 60, 5 of seeds 0-7 make fp32 and qint8 part within 60 words at T = 1."""
     import torch
     from wlm.checkpoint import save_checkpoint
     from wlm.model import LSTMModel, ModelConfig
     torch.manual_seed(0)
-    model = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2))
-    ck = save_checkpoint(tmp_path_factory.mktemp("ck") / "m.safetensors", model, tiny_corpus.dictionary)
-    return QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir), cache=str(tmp_path_factory.mktemp("cache"))))
+    model = LSTMModel(ModelConfig(len(corpus.dictionary), ninp=16, nhid=12, nlayers=2))
+    with torch.no_grad():
+        model.encoder.weight.mul_(gain)
+        model.decoder.weight.mul_(gain)
+    return save_checkpoint(folder / "m.safetensors", model, corpus.dictionary)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, tiny_dir, tiny_corpus):
+    ck = sharp_checkpoint(tmp_path_factory.mktemp("ck"), tiny_corpus)
+    return QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir), cache=str(tmp_path_factory.mktemp("cache")),
+                               thread_choices=(1, 2)))
+
+
+def pane_words(pane_html: str) -> list[str]:
+    """The generated words of a pane (raw mode: one token per word span)."""
+    return [html.unescape(w) for w in re.findall(r'<span class="wlm-word[^"]*"[^>]*>([^<]*)</span>', pane_html)]
 
 
 def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
@@ -24,6 +49,9 @@ def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
     assert left.count('class="wlm-word') == 20 and left.count("data-p-ref=") == 20 and "title=" in left
     assert "Step by step" in notes and "agreement of" in notes
     assert "**fp32**" in ls and "words/s" in ls and "ms per word" in ls and "**qint8**" in rs
+    assert "(20 words, 1 thread)" in ls and "(20 words, 1 thread)" in rs
+    assert "python -m wlm generate --prompt 'w1 w2 zebra' --words 20 --temperature 1.0 --seed 4 --threads 1" in notes
+    assert "`--variant qint8`" in notes
     assert "`zebra`" in notes
     assert len(updates[5][0]) < len(left)                          # panes grow word by word
     again = list(app.generate("w1 w2 zebra", 20, 1.0, 4, False))[-1]
@@ -31,18 +59,27 @@ def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
 
 
 def test_parting_is_marked_with_both_top_words(app):
-    parted = same = 0
-    for seed in range(6):
-        *_, last = app.generate("", 60, 1.5, seed, False)
+    """Seeds 0-7, 60 words at T = 1: at least 4 runs part (seen: 5); every one that does has the
+    boxed word in both panes and a table with each model's top 5 and both drawn words."""
+    parted = 0
+    for seed in range(8):
+        *_, last = app.generate("", 60, 1.0, seed, True)
         left, right, _, _, notes, parting = last
-        if "wlm-diverge" in left:
-            parted += 1
-            assert "Identical for the first" in notes and "wlm-diverge" in right
-            assert "Where the texts part" in parting and parting.count("<tr>") >= 6 and parting.count("◂") == 2
-        else:
-            same += 1
-            assert "same 60 words" in notes and parting == ""
-    assert parted + same == 6
+        if "Identical for the first" not in notes:
+            assert "same 60 words" in notes and parting == "" and "wlm-diverge" not in left
+            continue
+        parted += 1
+        k = int(re.search(r"Identical for the first (\d+) of 60", notes).group(1))
+        words = pane_words(left), pane_words(right)
+        assert words[0][:k] == words[1][:k] and words[0][k] != words[1][k]     # they part at word k + 1
+        boxed = [re.search(r'wlm-diverge[^>]*>([^<]*)<', pane).group(1) for pane in (left, right)]
+        assert [html.unescape(b) for b in boxed] == [words[0][k], words[1][k]]
+        table = [html.unescape(w) for w in re.findall(r"<tr><td>(?:<b>)?([^<]*)", parting)]
+        drawn = [html.unescape(w) for w in re.findall(r"<b>([^<]*)</b> ◂", parting)]
+        assert sorted(drawn) == sorted(words[i][k] for i in (0, 1))
+        assert 5 <= len(table) <= 12 and set(drawn) <= set(table)
+        assert f"At word {k + 1} (boxed) fp32 wrote “{words[0][k]}”, qint8 “{words[1][k]}”" in notes
+    assert parted >= 4
 
 
 def test_raw_toggle_shows_tokens(app):
@@ -55,6 +92,8 @@ def test_raw_toggle_shows_tokens(app):
 @pytest.mark.parametrize("args,field", [
     (("x", 0, 1.0, 0), "words"), (("x", 1001, 1.0, 0), "words"), (("x", 2.5, 1.0, 0), "words"),
     (("x", 10, -1, 0), "temperature"), (("x", 10, float("nan"), 0), "temperature"), (("x", 10, 1.0, -3), "seed"),
+    (("x", 10, 1.0, 2**63), "seed"), (("x", 10, 1.0, "9223372036854775808"), "seed"), (("x", 10, 1.0, 2.0**60), "seed"),
+    (("x", 10, 1.0, "12abc"), "seed"), (("x", 10, 1.0, 1.5), "seed"), (("x", 10, 1.0, True), "seed"),
     (("x", "many", 1.0, 0), "words"), ((123, 10, 1.0, 0), "prompt"), (("x" * 2001, 10, 1.0, 0), "prompt"),
 ])
 def test_bad_generation_input_is_a_clear_error(app, args, field):
@@ -62,15 +101,70 @@ def test_bad_generation_input_is_a_clear_error(app, args, field):
         list(app.generate(*args))
 
 
+def test_seeds_are_exact_up_to_2_63_and_match_the_command_line(app):
+    """The pane writes what `python -m wlm generate --seed S` writes, with S taken exactly: 2**60+1
+    is not 2**60 (a float would make them one), and 2**63-1 is allowed, as a number or as text."""
+    from tests.test_cli import run
+    texts = {}
+    for seed in (2**63 - 1, 2**60 + 1, 2**60, str(2**63 - 1)):
+        *_, last = app.generate("w3", 30, 1.0, seed, True)
+        texts[seed] = pane_words(last[0]), pane_words(last[1])
+    assert texts[2**63 - 1] == texts[str(2**63 - 1)]
+    assert texts[2**60 + 1] != texts[2**60]
+    for seed in (2**63 - 1, 2**60 + 1):
+        for k, extra in enumerate(([], ["--variant", "qint8"])):
+            r = run("generate", "--checkpoint", app.cfg.checkpoint, "--prompt", "w3", "--words", "30", "--seed",
+                    str(seed), "--json", *extra)
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["words"] == texts[seed][k], (seed, extra)
+
+
+def test_each_step_of_a_generate_runs_at_the_apps_thread_count_on_any_os_thread(app, monkeypatch):
+    """A web server resumes a generator on whichever of its worker threads is free, and each
+    keeps the torch thread count it last had. Here four long-lived workers start at 2 (a server
+    on 2 CPUs) and take the generator's next() in turn; the app runs at 1: every model call of
+    the Generate must see 1 thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)        # every word an update, every one a next()
+    seen = []
+    models = [app.variants.get(n).model for n in ("fp32", "qint8")]
+    for m in models:
+        m.forward = lambda *a, f=m.forward, **kw: (seen.append(torch.get_num_threads()), f(*a, **kw))[1]
+    torch.set_num_threads(2)
+    workers = [ThreadPoolExecutor(max_workers=1) for _ in range(4)]
+    try:
+        assert [w.submit(torch.get_num_threads).result(JOIN_S) for w in workers] == [2] * 4    # started at 2
+        gen = app.generate("w1", 40, 1.0, 0, False)
+        updates = []
+        while (out := workers[len(updates) % 4].submit(next, gen, None).result(JOIN_S)) is not None:
+            updates.append(out)
+    finally:
+        torch.set_num_threads(1)
+        for w in workers:
+            w.shutdown()
+        for m in models:
+            del m.forward
+    assert len(updates) == 40 and "(40 words, 1 thread)" in updates[-1][2]
+    assert len(seen) >= 40 and set(seen) == {1}
+
+
+@pytest.mark.parametrize("bad", [0, 3, 4, 64, "64", 1.5, True, "two"])
+def test_threads_outside_the_allowed_counts_are_refused_naming_them(app, bad):
+    with pytest.raises(ValueError, match=r"threads must be one of 1, 2 \(the page's choices 1, 2, 4 that fit"):
+        app.measure("2,000 tokens", bad)
+
+
 def test_measure_fills_table_plots_and_status(app):
     calls = []
-    table, size, times, kl, trade, _, status, machine = app.measure("2,000 tokens", 1,
+    table, size, times, kl, trade, _, status, machine = app.measure("2,000 tokens", 1, fresh=True,
                                                                      progress=lambda d, t: calls.append((d, t)))
     assert list(table.columns) == TABLE_COLUMNS and list(table["model"]) == ["fp32", "qint8"]
     assert list(table["engine"]) == ["torch", "torch"] and trade.count('class="point"') == 2
     assert "<title>qint8: size (MB)" in trade and ">fp32</text>" in trade
     n = min(2000, len(app._test_split())) - 1
-    assert f"{n:,} test tokens" in status and ("faster" in status or "slower" in status)
+    assert f"{n:,} test tokens, 1 thread." in status and ("faster" in status or "slower" in status)
     assert table["size MB"][1] < table["size MB"][0]
     assert set(size["part"]) == {"embedding", "LSTM", "decoder"} and list(times["model"]) == ["fp32", "qint8"]
     assert (times["seconds"] > 0).all() and calls[-1][0] == calls[-1][1]
@@ -78,12 +172,15 @@ def test_measure_fills_table_plots_and_status(app):
     assert set(kl["model"]) == {"qint8"} and len(kl) > 10 and (kl["KL (nats)"] >= 0).all()
     assert "threads 1" in machine and "quantized engine" in machine
     assert "not the published WikiText-2" in status            # the tiny corpus is not WikiText-2
+    cost = re.search(r"Cost of measuring: ([\d.e-]+) s of computing for ([\d.e-]+) s of the models' own calls "
+                     r"\(([\d.]+)x", status)
+    assert cost and float(cost.group(1)) >= float(cost.group(2)) > 0 and float(cost.group(3)) >= 1
 
 
 def test_measure_rejects_unknown_slice(app):
     with pytest.raises(ValueError, match="slice must be one of"):
         app.measure("all of it")
-    assert "all (245,569 tokens)" in SLICES
+    assert FULL_SLICE in SLICES
 
 
 def test_without_data_and_offline_the_panel_says_how_to_fix_it(app, tmp_path, monkeypatch):
@@ -112,64 +209,124 @@ def test_measure_fetches_the_test_split_on_demand(tmp_path, server, monkeypatch)
     assert list(table["model"]) == ["fp32", "qint8"] and "not the published" not in status
 
 
-def test_measurements_are_stored_and_shown_to_later_visitors(app, tmp_path):
-    before = set(app.store.folder.glob("*.json")) if app.store.folder.exists() else set()
+def test_measurements_are_stored_and_shown_to_later_visitors(app):
     live = app.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True)
     assert "Stored result" not in live[6]
-    files = set(app.store.folder.glob("measure-*.json")) - before
-    assert len(files) <= 1 and app.store.folder.is_dir() and not list(app.store.folder.glob("*.part"))
+    assert app.store.folder.is_dir() and not list(app.store.folder.glob("*.part"))
     later = QuantDemo(app.cfg)                                   # a new process, same cache folder
     shown = later.measure("2,000 tokens", 1, ["qint8-lstm-only"])
     assert "Stored result, measured" in shown[6] and shown[0].equals(live[0])
     again = later.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True)
     assert "Stored result" not in again[6]
-    app.measure(DEFAULT_SLICE, 1, ["qint8"])
+    app.measure(DEFAULT_SLICE, 1, ["qint8"], fresh=True)
     assert "Stored result" in QuantDemo(app.cfg).initial_view()[6]
 
 
-def test_slices_over_the_live_cap_come_only_from_the_store(app):
-    from dataclasses import replace
-    capped = QuantDemo(replace(app.cfg, max_measure_tokens=100))
-    status = capped.measure("2,000 tokens", 1, ["qint8-linear-only"], fresh=False)[6]
-    assert "over this server's live limit of 100 tokens" in status
-    app.measure("2,000 tokens", 1, ["qint8-linear-only"])       # measured where there is no cap...
-    assert "Stored result" in capped.measure("2,000 tokens", 1, ["qint8-linear-only"])[6]   # ...shown here
+def test_variants_in_any_order_are_one_measurement_and_one_file(app):
+    before = set(app.store.folder.glob("measure-*.json"))
+    ab = app.measure("2,000 tokens", 1, ["qint8-linear-only", "qint8-per-channel"], fresh=True)
+    new = set(app.store.folder.glob("measure-*.json")) - before
+    ba = app.measure("2,000 tokens", 1, ["qint8-per-channel", "qint8-linear-only", "qint8-per-channel"])
+    assert len(new) == 1 and set(app.store.folder.glob("measure-*.json")) - before == new
+    assert "Stored result" in ba[6] and ba[0].equals(ab[0])
+    assert list(ab[0]["model"]) == ["fp32", "qint8-per-channel", "qint8-linear-only"]       # canonical order
+    part = app.measure("2,000 tokens", 1, ["qint8-linear-only"])                             # a subset of it
+    assert "Stored result" in part[6] and list(part[0]["model"]) == ["fp32", "qint8-linear-only"]
+    assert part[0].iloc[1].equals(ab[0].iloc[2])
+
+
+def test_a_stored_result_is_not_served_for_other_test_data(app, tmp_path):
+    """Same checkpoint, slice, threads, variants and machine, but another test.txt (same words,
+    another order): measured anew, not served from the store."""
+    app.measure("2,000 tokens", 1, ["fp16"], fresh=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    lines = (app.data_dir / "test.txt").read_text().splitlines(keepends=True)
+    (other / "test.txt").write_text("".join(reversed(lines)))
+    there = QuantDemo(replace(app.cfg, data=str(other)))
+    status = there.measure("2,000 tokens", 1, ["fp16"])[6]
+    assert "Stored result" not in status and "test tokens" in status
+    assert "Stored result" in there.measure("2,000 tokens", 1, ["fp16"])[6]        # now stored for its own data
+
+
+def test_the_live_cap_counts_model_tokens_and_larger_ones_come_only_from_the_store(app):
+    n = len(app._test_split()) - 1
+    capped = QuantDemo(replace(app.cfg, max_live_model_tokens=2 * n))
+    ok = capped.measure(FULL_SLICE, 1, ["qint8-per-channel"], fresh=True)[6]          # 2 models x n tokens: fits
+    assert "live limit" not in ok and f"{n:,}" in ok
+    status = capped.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"], fresh=True)[6]   # 3 models: over
+    assert f"{FULL_SLICE} with 3 models is {3 * n:,} model-tokens, over this server's live limit of {2 * n:,}" \
+        in status
+    app.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"])         # measured where there is no cap...
+    assert "Stored result" in capped.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"], fresh=True)[6]  # ...shown
+
+
+def test_a_fresh_server_shows_the_shipped_full_split_result_on_page_load(app, tmp_path):
+    app.measure(FULL_SLICE, 1, ["qint8", "qint8-per-channel"], fresh=True)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for p in app.store.folder.glob("measure-*.json"):
+        record = json.loads(p.read_text())
+        if record["slice"] == FULL_SLICE and "qint8-per-channel" in record["variants"]:
+            shutil.copy(p, shipped / p.name)
+    fresh = QuantDemo(replace(app.cfg, cache=str(tmp_path / "new-cache"), shipped_results=str(shipped)))
+    table, *_, status, _ = fresh.initial_view()
+    assert "Shipped with the app: measured" in status and "the full test split" in status
+    assert list(table["model"]) == ["fp32", "qint8"]
+    nothing = QuantDemo(replace(app.cfg, cache=str(tmp_path / "other-cache")))
+    assert "No measurement yet" in nothing.initial_view()[6]
 
 
 def test_a_generation_runs_between_the_chunks_of_a_long_measurement(app, tmp_path):
     """Ordering, not timing: a Generate started while a measurement runs ends before it."""
-    import threading
     long = tmp_path / "long"
     long.mkdir()
     text = (app.data_dir / "test.txt").read_text()
     (long / "test.txt").write_text(text * 60)                    # ~20,000 tokens of the tiny vocabulary
-    slow = QuantDemo(AppConfig(checkpoint=app.cfg.checkpoint, data=str(long), cache=app.cfg.cache))
+    slow = QuantDemo(replace(app.cfg, data=str(long)))
     started, events = threading.Event(), []
 
     def measure():
-        slow.measure("all (245,569 tokens)", 1, ["qint8"], fresh=True,
+        slow.measure(FULL_SLICE, 1, ["qint8"], fresh=True,
                      progress=lambda d, t: (started.set(), events.append(("chunk", d))) and None)
         events.append(("measure done", None))
 
-    t = threading.Thread(target=measure)
+    t = threading.Thread(target=measure, daemon=True)
     t.start()
-    assert started.wait(30)
+    assert started.wait(JOIN_S)
     list(slow.generate("w1", 50, 1.0, 0, False))
     events.append(("generate done", None))
-    t.join()
+    t.join(JOIN_S)
+    assert not t.is_alive()
     order = [e for e, _ in events if e != "chunk"]
     assert order == ["generate done", "measure done"]
     chunks_after = [d for e, d in events[events.index(("generate done", None)):] if e == "chunk"]
     assert chunks_after                                          # the measurement went on after it
 
 
+def test_a_generate_holds_no_cpu_turn_while_its_update_is_sent(app, monkeypatch):
+    """Between two updates (while the server sends one, or a client is slow or gone) a Generate
+    holds nothing: a whole measurement runs while it is suspended at its first update."""
+    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)
+    gen = app.generate("w1", 30, 1.0, 0, False)
+    first = next(gen)
+    assert "words/s" in first[2] and app.turns.snapshot().running["generate"] == 0
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (app.measure("2,000 tokens", 1, ["qint8"], fresh=True), done.set()),
+                         daemon=True)
+    t.start()
+    t.join(JOIN_S)
+    assert done.is_set(), "the measurement waited for a suspended Generate"
+    assert len(list(gen)) == 29
+
+
 def test_several_variants_in_one_measurement_and_a_variant_in_the_right_pane(app):
     table, size, times, kl, trade, speed, status, _ = app.measure("2,000 tokens", 1,
                                                                   ["ort-int8", "qint8-per-channel", "ort-int8"])
-    assert list(table["model"]) == ["fp32", "ort-int8", "qint8-per-channel"]       # once each, fp32 first
-    assert list(table["engine"]) == ["torch", "onnxruntime", "torch"]
+    assert list(table["model"]) == ["fp32", "qint8-per-channel", "ort-int8"]       # once each, fp32 first
+    assert list(table["engine"]) == ["torch", "torch", "onnxruntime"]
     assert set(size["model"]) == {"fp32", "ort-int8", "qint8-per-channel"} and trade.count('class="point"') == 3
-    assert (table["size MB"][1] < table["size MB"][0]) and 0 < table["top-1 agree"][1] <= 1
+    assert (table["size MB"][2] < table["size MB"][0]) and 0 < table["top-1 agree"][2] <= 1
     *_, last = app.generate("w1 w2", 30, 1.0, 3, False, "ort-int8")
     assert "p(ort-int8)" in last[0] and "p(ort-int8)" in last[1]
     assert app.pane_title("ort-int8") == "### ort-int8 (onnxruntime)" and "DynamicQuantizeLSTM" in app.model_text("ort-int8")
@@ -181,3 +338,8 @@ def test_unknown_variants_are_named_in_the_error(app, bad):
         app.measure("2,000 tokens", 1, bad)
     with pytest.raises(ValueError, match="variant"):
         list(app.generate("w1", 3, 1.0, 0, False, bad if bad != [] else "x"))
+
+
+def test_published_test_file_hash_is_what_the_store_uses_when_it_is_missing(app, tmp_path):
+    missing = QuantDemo(replace(app.cfg, data=str(tmp_path / "nothing-here")))
+    assert missing._test_sha256() == SHA256["test.txt"]

@@ -52,6 +52,9 @@ def test_generate_text_and_json(tiny_checkpoint):
 
 @pytest.mark.parametrize("args,message", [
     (("generate", "--words", "0"), "expected a positive integer"),
+    (("generate", "--seed", "-1"), "expected a whole number from 0 to 2**63-1"),
+    (("generate", "--seed", str(2**63)), "expected a whole number from 0 to 2**63-1"),
+    (("generate", "--variant", "qint9"), "invalid choice"),
     (("generate", "--words", "5000"), "words must be an integer from 1 to 1000"),
     (("generate", "--temperature", "-2"), "expected a finite number >= 0"),
     (("eval", "--split", "dev"), "invalid choice"),
@@ -76,6 +79,9 @@ def test_bench_json(tiny_checkpoint, tiny_dir):
     out = json.loads(r.stdout)
     assert [row["model"] for row in out["rows"]] == ["fp32", "qint8"]
     assert set(out["generation"]) == {"fp32", "qint8"} and out["machine"]["threads"] == 1
+    t = out["timing"]                              # the measurement's wall time next to the models' own
+    assert len(t["wall_s"]) == len(t["models_s"]) == 1 and t["wall_s"][0] >= t["models_s"][0] > 0
+    assert t["ratio"]["median"] == pytest.approx(t["wall_s"][0] / t["models_s"][0])
 
 
 def test_bench_save_then_results(tiny_checkpoint, tiny_dir, tmp_path):

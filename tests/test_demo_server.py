@@ -39,7 +39,7 @@ BAD_GENERATE = [  # (position, value, field named in the message)
     *[(0, v, "prompt") for v in (123, [1], {"a": 1}, True, "x" * 3000, 4.5)],
     *[(1, v, "words") for v in (0, -5, 1001, 2.5, "many", "", None, "1e9", True, [], "10 words", {"n": 1}, "\x07")],
     *[(2, v, "temperature") for v in (-1, 11, "hot", "", None, [1], True, "1e999", {"t": 1})],
-    *[(3, v, "seed") for v in (-1, 2**63, "x", "", None, 1.5, True, [0])],
+    *[(3, v, "seed") for v in (-1, 2**63, "x", "", None, 1.5, True, [0], 2.0**60, "-1", "9" * 30)],
     *[(4, v, "raw") for v in ("yes", 2, None, "", [True])],
     *[(5, v, "variant") for v in ("qint9", 3, ["qint8"], "fp32", "../etc/passwd", "\x00")],
 ]
@@ -47,7 +47,7 @@ GOOD_MEASURE = ["2,000 tokens", 1, ["qint8"]]
 BAD_MEASURE = [
     *[(0, v, "slice") for v in ("all of it", 5, "", None, ["2,000 tokens"], "2000", "\x00", "2,000 TOKENS", 0, 1.5,
                                 True, {"s": 1}, "all", " 2,000 tokens", "2,000 tokens ", "x" * 10000)],
-    *[(1, v, "threads") for v in (0, -1, 65, "four", 1.5, True, [1], {"a": 1}, "1e3", 100, "NaN", [])],
+    *[(1, v, "threads") for v in (0, -1, 64, 65, "four", 1.5, True, [1], {"a": 1}, "1e3", 100, "NaN", [])],
     *[(2, v, "variant") for v in ([], "qint9", ["qint9"], [1], None, ["fp32"], [["qint8"]], {"qint8": 1},
                                   ["qint8", 5], ["qint8", None], "x" * 1000, [{"a": 1}], ["ort-int8 "], "QINT8")],
 ]
@@ -70,14 +70,14 @@ def test_the_server_answers_after_all_bad_input(client):
 
 
 def test_a_generate_sent_during_a_long_measurement_is_answered_before_it_ends(client):
-    import time
+    import sys
+    app = sys.modules["demo"].app
     job = client.submit("all (245,569 tokens)", 1, ["qint8-lstm-only"], api_name="/measure")
-    time.sleep(1.0)                                   # the measurement is under way
-    assert not job.done()
+    assert app.turns.wait_until(lambda s: s.running["chunk"], 60)      # the measurement is under way
     out = client.predict("w2", 20, 1.0, 1, False, "qint8", api_name="/generate")
     assert "words/s" in out[2]
     assert not job.done()                             # answered while the measurement still ran
-    assert "test tokens" in job.result()[6]
+    assert "test tokens" in job.result(timeout=300)[6]
 
 
 def test_bad_input_gets_a_message_and_the_server_keeps_serving(client):
@@ -91,3 +91,114 @@ def test_bad_input_gets_a_message_and_the_server_keeps_serving(client):
         client.predict("all of it", 1, ["qint8"], api_name="/measure")
     ok = client.predict("w3", 5, 0, 0, False, api_name="/generate")
     assert "words/s" in ok[2]
+
+
+def process_threads_and_rss_mb() -> tuple[int, float]:
+    import os
+    rss = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+    return len(os.listdir("/proc/self/task")), rss / 1024
+
+
+def test_threads_64_is_refused_and_makes_nothing(client):
+    """20 calls of /measure at 64 threads with an ONNX Runtime variant: each gets the message
+    naming threads and the counts allowed; the server's threads and memory stay where they were."""
+    import sys
+    client.predict("2,000 tokens", 1, ["ort-fp32"], api_name="/measure")       # its session exists
+    before = process_threads_and_rss_mb()
+    for _ in range(20):
+        with pytest.raises(Exception, match=r"threads must be one of 1(, 2)? \(the page's choices 1, 2, 4"):
+            client.predict("2,000 tokens", 64, ["ort-fp32"], api_name="/measure")
+    after = process_threads_and_rss_mb()
+    assert after[0] <= before[0] + 2 and after[1] < before[1] + 30, (before, after)
+    sessions = sys.modules["demo"].app.variants.get("ort-fp32").model._sessions
+    assert set(sessions) <= set(sys.modules["demo"].app.thread_choices)
+
+
+@pytest.fixture
+def own_server(demo_server, tmp_path, tiny_dir, tiny_corpus):
+    """A second real server over an app the test configures (``serve(app)``)."""
+    import sys
+    servers = []
+
+    def serve(app):
+        demo = sys.modules["demo"].build_demo(app)
+        _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
+        servers.append(demo)
+        return Client(url, verbose=False, analytics_enabled=False)
+
+    yield serve
+    for demo in servers:
+        demo.close()
+
+
+def tiny_app(tmp_path, tiny_dir, tiny_corpus, **kw):
+    from tests.test_app import sharp_checkpoint
+    from wlm.app import AppConfig, QuantDemo
+    ck = sharp_checkpoint(tmp_path, tiny_corpus)
+    return QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir), cache=str(tmp_path / "cache"), **kw))
+
+
+def test_every_model_call_runs_at_the_thread_count_the_event_reports(own_server, tmp_path, tiny_dir, tiny_corpus,
+                                                                      monkeypatch):
+    """A model that records torch.get_num_threads() in every call, behind a real server: a
+    measurement at 2 threads, then Generates (1 thread, the app's) with an update per word,
+    four at once so that their steps run on several worker threads: every call at its count.
+    The server's threads start at 2, as in a server process on 2 CPUs (torch's default)."""
+    import torch
+    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)
+    torch.set_num_threads(2)                       # the worker threads made from now on start at 2
+    try:
+        check_thread_counts(own_server, tmp_path, tiny_dir, tiny_corpus)
+    finally:
+        torch.set_num_threads(1)
+
+
+def check_thread_counts(own_server, tmp_path, tiny_dir, tiny_corpus):
+    import torch
+    app = tiny_app(tmp_path, tiny_dir, tiny_corpus, thread_choices=(1, 2))
+    seen = []
+    models = [app.variants.get(name).model for name in ("fp32", "qint8", "ort-int8")]      # built first
+    for model in models:
+        forward = model.forward
+
+        def recording(*args, forward=forward, **kw):
+            seen.append(torch.get_num_threads())
+            return forward(*args, **kw)
+        model.forward = recording
+    client = own_server(app)
+    table = client.predict("2,000 tokens", 2, ["qint8", "ort-int8"], api_name="/measure")[0]
+    assert [r[0] for r in table["data"]] == ["fp32", "qint8", "ort-int8"]
+    assert seen and set(seen) == {2}
+    seen.clear()
+    jobs = [client.submit("w1 w2", 60, 1.0, s, False, v, api_name="/generate")
+            for s, v in enumerate(["qint8", "ort-int8", "qint8", "ort-int8"])]
+    outs = [j.result(timeout=120) for j in jobs]
+    assert all("(60 words, 1 thread)" in o[2] for o in outs)
+    assert len(seen) >= 4 * 60 and set(seen) == {1}
+    assert set(app.variants.get("ort-int8").model._sessions) == {1, 2}
+
+
+def test_a_generate_does_not_wait_for_another_visitors_variant_build(own_server, tmp_path, tiny_dir, tiny_corpus,
+                                                                      monkeypatch):
+    """Visitor A's first ort-int8-per-channel is being built (held open by the test); visitor B's
+    qint8 Generate is answered meanwhile; then A's build finishes and A gets its text."""
+    import threading
+    import wlm.variants
+    app = tiny_app(tmp_path, tiny_dir, tiny_corpus)
+    building, release = threading.Event(), threading.Event()
+    real_build = wlm.variants.build
+
+    def slow_build(name, *args, **kw):
+        if name == "ort-int8-per-channel":
+            building.set()
+            assert release.wait(120)
+        return real_build(name, *args, **kw)
+    monkeypatch.setattr(wlm.variants, "build", slow_build)
+    client = own_server(app)
+    a = client.submit("w1", 20, 1.0, 0, False, "ort-int8-per-channel", api_name="/generate")
+    assert building.wait(60)
+    b = client.submit("w2", 20, 1.0, 1, False, "qint8", api_name="/generate")
+    out = b.result(timeout=60)
+    assert "words/s" in out[3] and not a.done() and not app.variants.is_built("ort-int8-per-channel")
+    release.set()
+    assert "ort-int8-per-channel" in a.result(timeout=120)[3]

@@ -69,19 +69,22 @@ def _spread(values: list[float]) -> dict:
 
 def bench_models(models: dict, ids: torch.Tensor, *, max_tokens: int | None = None, threads: int = 1,
                  repeats: int = 3, steps: int = 200, sizes: dict | None = None,
-                 progress: Progress = None) -> tuple[list[Measurement], dict]:
+                 progress: Progress = None) -> tuple[list[Measurement], dict, dict]:
     """Loss, agreement and speed of every model (name -> model; the first is the reference).
 
     After a warm-up pass over 100 tokens: ``repeats`` lockstep passes over the slice (W1,
     evaluation tokens/s: every model runs each chunk before the next, so the models are
     interleaved chunk by chunk), then ``steps`` one-token steps with the hidden state carried
-    (W2, ms per step), model after model for each token. Returns the rows of the first pass
-    and, per model, the median, min and max of W1 and W2.
+    (W2, ms per step), model after model for each token. Returns the rows of the first pass,
+    per model the median, min and max of W1 and W2, and what each pass cost: its wall time
+    inside the loop next to the sum of the models' own times (the rest is the agreement
+    metrics and the loop).
     """
     if repeats < 1 or steps < 1:
         raise ValueError("repeats and steps must be at least 1")
     w1 = {n: [] for n in models}
     w2 = {n: [] for n in models}
+    walls, own = [], []
     rows = None
     with num_threads(threads):
         Comparison(models, ids, max_tokens=101).run(threads=None)              # warm-up
@@ -90,6 +93,8 @@ def bench_models(models: dict, ids: torch.Tensor, *, max_tokens: int | None = No
             step = (lambda d, t, r=r: progress(r * t + d, repeats * t)) if progress else None
             c.run(threads=None, progress=step)
             rows = rows or measurements(models, c, sizes)
+            walls.append(c.wall)
+            own.append(sum(c.seconds.values()))
             for n, res in zip(models, c.results()):
                 w1[n].append(res.tokens_per_s)
         hidden = {n: m.init_hidden(1) for n, m in models.items()}
@@ -100,7 +105,8 @@ def bench_models(models: dict, ids: torch.Tensor, *, max_tokens: int | None = No
                     t0 = time.perf_counter()
                     _, hidden[n] = m(x, hidden[n])
                     w2[n].append(1000 * (time.perf_counter() - t0))
-    return rows, {n: {"w1_tokens_per_s": _spread(w1[n]), "w2_ms": _spread(w2[n])} for n in models}
+    timing = {"wall_s": walls, "models_s": own, "ratio": _spread([w / o for w, o in zip(walls, own)])}
+    return rows, {n: {"w1_tokens_per_s": _spread(w1[n]), "w2_ms": _spread(w2[n])} for n in models}, timing
 
 
 def speed_markdown(rows: list[Measurement], speed: dict, engines: dict | None = None,

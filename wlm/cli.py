@@ -35,6 +35,21 @@ def _nonneg_float(s: str) -> float:
     return v
 
 
+def _seed(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {s!r}")
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {v}")
+    return v
+
+
+def _variant_names():
+    from .variants import VARIANTS
+    return VARIANTS
+
+
 def _tqdm_factory(unit: str, quiet: bool):
     from .progress import TqdmProgress
     return lambda name: TqdmProgress(str(name), unit=unit, disable=quiet)
@@ -80,13 +95,15 @@ def cmd_train(args) -> int:
 
 
 def _load(args):
-    """Checkpoint from --checkpoint, plus the model to use (quantized with --quantize)."""
+    """Checkpoint from --checkpoint, plus the model to use: fp32, or --variant (--quantize: the
+    tutorial's qint8)."""
     from .checkpoint import load_checkpoint
     ckpt = load_checkpoint(args.checkpoint)
-    if not args.quantize:
+    name = getattr(args, "variant", None) or ("qint8" if args.quantize else "fp32")
+    if name == "fp32":
         return ckpt, ckpt.model, "fp32"
-    from .quantize import TUTORIAL, quantize
-    return ckpt, quantize(ckpt.model, TUTORIAL), TUTORIAL.name
+    from .variants import build
+    return ckpt, build(name, ckpt, getattr(args, "cache", None)).model, name
 
 
 def cmd_eval(args) -> int:
@@ -148,10 +165,11 @@ def cmd_bench(args) -> int:
     from .data import Corpus
     from .progress import TqdmProgress
     from .variants import REFERENCE, VARIANTS, VariantCache
-    names = [REFERENCE] + [n for n in args.variants.split(",") if n and n != REFERENCE]
-    unknown = [n for n in names if n not in VARIANTS]
+    asked = [n for n in args.variants.split(",") if n and n != REFERENCE]
+    unknown = [n for n in asked if n not in VARIANTS]
     if unknown:
         raise CLIError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    names = [REFERENCE] + [n for n in VARIANTS if n in asked]          # canonical order, as the app's
     ckpt = load_checkpoint(args.checkpoint)
     corpus = Corpus(resolve_data_dir(args.data))
     if corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
@@ -160,30 +178,32 @@ def cmd_bench(args) -> int:
     log = (lambda line: print(line, file=sys.stderr, flush=True))
     variants = {n: cache.get(n, progress=None if args.json else log) for n in names}
     models = {n: v.model for n, v in variants.items()}
-    rows, speed = bench_models(models, corpus.split(args.split), max_tokens=args.max_tokens, threads=args.threads,
-                               repeats=args.repeats, sizes={n: v.size for n, v in variants.items()},
-                               progress=TqdmProgress("bench", unit="tok", disable=args.json))
+    rows, speed, timing = bench_models(models, corpus.split(args.split), max_tokens=args.max_tokens,
+                                       threads=args.threads, repeats=args.repeats,
+                                       sizes={n: v.size for n, v in variants.items()},
+                                       progress=TqdmProgress("bench", unit="tok", disable=args.json))
     gen = {name: generation_rate(m, ckpt.dictionary, words=args.words, threads=args.threads)
            for name, m in models.items()} if args.words else {}
     pair = [models[REFERENCE], models[names[1]]] if len(names) > 1 else None
     coupled = coupled_parting(pair, ckpt.dictionary, prompt=args.pair_prompt, seeds=args.pair_seeds,
                               threads=args.threads) if args.pair_seeds and pair else None
     info = machine_info(args.threads)
-    if args.save and args.split == "test":
-        from .download import SHA256, sha256_file
+    if (args.save or args.save_to) and args.split == "test":
+        from .download import sha256_file
         from .results import ResultStore, make_record
         from .variants import cache_dir
         label = "all (245,569 tokens)" if args.max_tokens is None else f"{args.max_tokens:,} tokens"
-        test_file = corpus.path / "test.txt"
         record = make_record(slice_label=label, threads=args.threads, variants=names, rows=rows,
                              engines={n: v.spec.engine for n, v in variants.items()}, machine=info,
-                             checkpoint_sha256=ckpt.sha256,
-                             test_sha256=SHA256["test.txt"] if sha256_file(test_file) == SHA256["test.txt"] else None)
+                             checkpoint_sha256=ckpt.sha256, test_sha256=sha256_file(corpus.path / "test.txt"),
+                             source="python -m wlm " + " ".join(args.argv),
+                             timing={"wall_s": timing["wall_s"][0], "models_s": timing["models_s"][0]})
         record["speed"], record["generation"] = speed, gen
-        log(f"stored: {ResultStore(cache_dir(args.cache) / 'results').save(record)}")
+        folder = Path(args.save_to) if args.save_to else cache_dir(args.cache) / "results"
+        log(f"stored: {ResultStore(folder).save(record)}")
     if args.json:
         print(json.dumps({"split": args.split, "rows": [r.to_dict() for r in rows], "speed": speed,
-                          "generation": gen, "coupled": coupled, "machine": info,
+                          "timing": timing, "generation": gen, "coupled": coupled, "machine": info,
                           "engines": {n: v.spec.engine for n, v in variants.items()}}))
         return 0
     print(f"{args.split} split, {rows[0].tokens} tokens, {args.threads} thread(s), {info['cpu']}, "
@@ -192,6 +212,9 @@ def cmd_bench(args) -> int:
     print(format_table(rows))
     print()
     print(speed_markdown(rows, speed, {n: v.spec.engine for n, v in variants.items()}, gen))
+    r = timing["ratio"]
+    print(f"\ncost of measuring: wall time in the loop / the models' own time = {r['median']:.3f} "
+          f"[{r['min']:.3f}-{r['max']:.3f}] over {r['n']} pass(es) (the rest: agreement metrics and the loop)")
     if coupled:
         print(f"\nside by side {names[0]} / {names[1]}, {coupled['seeds']} seeds x {coupled['words']} words, prompt "
               f"{args.pair_prompt!r}: {coupled['mean_identical_words']:.1f} identical words before the texts part on "
@@ -205,6 +228,22 @@ def cmd_load(args) -> int:
     out = main_load(args)
     if args.json:
         print(json.dumps(out))
+        return 0
+    if args.loop_seconds:
+        g, m = out["generate"], out["measure"]
+        fmt = (lambda v: f"{v:.1f} s" if v is not None else "-")
+        print(f"{args.generate_users} users calling Generate ({args.words} words) in a loop for {args.loop_seconds:.0f} s,"
+              f" one Measure ({args.slice}) sent at the start")
+        print(f"Generate: {g['ok']} answered, {g['errors']} errors, {g['refusals']} refused; p50 {fmt(g['p50_s'])}, "
+              f"p95 {fmt(g['p95_s'])}")
+        done = out["measure_done_at_s"]
+        print(f"Measure: {'finished after ' + fmt(done) if done is not None else 'did not finish'}"
+              f"{' (while the Generates still ran)' if out['measure_finished_in_loop'] else ''}; "
+              f"{m['errors']} errors")
+        for e in g["first_errors"] + m["first_errors"]:
+            print(f"  error: {e}")
+        if out["rss_mb_before"] is not None:
+            print(f"server resident memory: {out['rss_mb_before']:.0f} MB before, {out['rss_mb_after']:.0f} MB after")
         return 0
     print(f"{args.generate_users} generate users ({args.words} words) + {args.measure_users} measure users "
           f"({args.slice}), one request each, at once; wall {out['wall_s']:.1f} s, unfinished {out['unfinished']}")
@@ -226,17 +265,19 @@ def cmd_load(args) -> int:
 def cmd_results(args) -> int:
     from .bench import format_table
     from .results import ResultStore, rows_of
+    from .storage import SHIPPED_RESULTS
     from .variants import cache_dir
-    store = ResultStore(cache_dir(args.cache) / "results")
+    store = ResultStore(cache_dir(args.cache) / "results", shipped=[SHIPPED_RESULTS])
     records = store.all()
     if args.json:
         print(json.dumps(records))
         return 0
-    if not records:
+    if not any(not r.get("shipped") for r in records):
         print(f"no stored measurements in {store.folder}")
     for r in records:
         print(f"## {r['slice']}, {r['threads']} thread(s), measured {r['when']} on {r.get('cpu')} "
-              f"({', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items())})\n")
+              f"({', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items())})"
+              f"{' [shipped with the app]' if r.get('shipped') else ''}\n")
         print(format_table(rows_of(r)))
         print()
     return 0
@@ -277,7 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", default="", help="text fed before generating (empty: a random start word)")
     g.add_argument("--words", type=_positive_int, default=100)
     g.add_argument("--temperature", type=_nonneg_float, default=1.0, help="0 = greedy")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0, help="0 to 2**63-1")
+    g.add_argument("--variant", choices=list(_variant_names()), default=None,
+                   help="generate with this variant (the demo's right pane; default fp32, --quantize: qint8)")
+    g.add_argument("--cache", help="folder for ONNX exports (default: $WLM_CACHE or data/cache)")
 
     b = _command(sub, "bench", "measure fp32 vs variants in one run: size, loss, agreement, speed, words/s", cmd_bench,
                  split=True)
@@ -287,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cache", help="folder for ONNX exports and stored results (default: $WLM_CACHE or data/cache)")
     b.add_argument("--save", action="store_true",
                    help="store the result (test split) where the app shows it to visitors (see `wlm results`)")
+    b.add_argument("--save-to", metavar="DIR",
+                   help="store the result in DIR instead (data/results: the results shipped with the app)")
     b.add_argument("--words", type=int, default=200, help="words generated per model for words/s (0: skip)")
     b.add_argument("--pair-seeds", type=int, default=0,
                    help="side-by-side runs of 100 words (seeds 0..N-1): identical words before the texts part")
@@ -303,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--deadline", type=float, default=600.0, help="seconds before unfinished requests are left")
     ld.add_argument("--full-split-wait", action="store_true",
                     help="then time one Generate sent while a full-split measurement runs")
+    ld.add_argument("--loop-seconds", type=float, default=0,
+                    help="instead: the generate users call Generate in a loop for this long while one measurement "
+                         "(--slice) runs; prints Generate p50/p95 and when the measurement finished")
     ld.add_argument("--json", action="store_true")
     ld.set_defaults(func=cmd_load)
 

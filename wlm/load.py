@@ -1,7 +1,10 @@
 """A bounded load test of the demo, on loopback only: N generate users and M measure users at
-once, then (optionally) how long one Generate waits while a full-split measurement runs.
+once, then (optionally) how long one Generate waits while a full-split measurement runs; or,
+with ``--loop-seconds S``, N users calling Generate again and again for S seconds while one
+measurement runs: does it finish, and how long do the Generates take?
 
     python -m wlm load --generate-users 16 --measure-users 2        # launches demo.py itself
+    python -m wlm load --generate-users 8 --loop-seconds 120         # a stream of Generates
     python -m wlm load --url http://127.0.0.1:7860/                  # or a running one (loopback)
 """
 from __future__ import annotations
@@ -109,6 +112,49 @@ def run_load(url: str, *, generate_users: int = 16, measure_users: int = 2, word
     return out
 
 
+def run_loop(url: str, *, generate_users: int = 8, seconds: float = 120.0, words: int = 100,
+             slice_label: str = "5,000 tokens", pid: int | None = None, grace_s: float = 600.0) -> dict:
+    """``generate_users`` clients call /generate in a loop for ``seconds`` while one /measure of
+    ``slice_label`` runs (sent at the start). Returns the Generates' latencies, the measurement's
+    time and whether it finished while the loop still ran, and the server's memory."""
+    check_loopback(url)
+    if not 1 <= generate_users <= 64 or not 0 < seconds <= 3600:
+        raise ValueError("generate users must be 1..64 and loop seconds 0..3600")
+    from gradio_client import Client
+
+    def factory():
+        return Client(url, verbose=False, analytics_enabled=False)
+
+    lock, gen, meas = threading.Lock(), Stats(), Stats()
+    before = rss_mb(pid)
+    t0 = time.perf_counter()
+    stop_at = t0 + seconds
+    measured: dict = {}
+
+    def generator(k: int):
+        client, n = factory(), 0
+        while time.perf_counter() < stop_at:
+            n += 1
+            _user(lambda: client, gen, lock, lambda c: c.predict(
+                "The game was released in", words, 1.0, 1000 * k + n, False, "qint8", api_name="/generate"))
+
+    def measurer():
+        _user(factory, meas, lock, lambda c: c.predict(slice_label, 1, ["qint8"], api_name="/measure"))
+        measured["at_s"] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=generator, args=(k,), daemon=True) for k in range(generate_users)]
+    threads.append(threading.Thread(target=measurer, daemon=True))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, seconds + grace_s - (time.perf_counter() - t0)))
+    return {"generate": gen.summary(), "measure": meas.summary(), "generates": len(gen.latencies),
+            "loop_s": seconds, "measure_done_at_s": measured.get("at_s"),
+            "measure_finished_in_loop": measured.get("at_s") is not None and measured["at_s"] <= seconds,
+            "unfinished": sum(t.is_alive() for t in threads), "wall_s": time.perf_counter() - t0,
+            "rss_mb_before": before, "rss_mb_after": rss_mb(pid)}
+
+
 def _wait_during_full_split(factory, words: int) -> float:
     """Start a full-split measurement, then time one Generate sent while it runs."""
     client = factory()
@@ -161,6 +207,9 @@ def main_load(args) -> dict:
         pid = proc.pid
         print(f"launched demo.py (pid {pid}) at {url}, listening after {ready:.1f} s", file=sys.stderr)
     try:
+        if args.loop_seconds:
+            return run_loop(url, generate_users=args.generate_users, seconds=args.loop_seconds, words=args.words,
+                            slice_label=args.slice, pid=pid)
         return run_load(url, generate_users=args.generate_users, measure_users=args.measure_users,
                         words=args.words, slice_label=args.slice, deadline_s=args.deadline, pid=pid,
                         full_split_wait=args.full_split_wait)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -23,6 +26,9 @@ from .quantize import SizeReport
 
 OPSET = 17
 KINDS = ("fp32", "int8", "int8-per-channel")
+# torch.onnx.export keeps its state in module globals: two exports at once in one process fail
+# ("GLOBALS.in_onnx_export must be ..."), so builds take turns, whoever asks.
+_BUILD_LOCK = threading.RLock()
 
 
 def available() -> str | None:
@@ -62,7 +68,7 @@ def export(model: nn.Module, path: Path) -> None:
     hidden = model.init_hidden(1)
     ids = torch.zeros(3, 1, dtype=torch.long)
     try:
-        with warnings.catch_warnings():
+        with _BUILD_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")       # the TorchScript exporter's notes on LSTM and dropout
             _atomic(path, lambda tmp: torch.onnx.export(
                 model, (ids, hidden), tmp, dynamo=False, opset_version=OPSET,
@@ -72,18 +78,43 @@ def export(model: nn.Module, path: Path) -> None:
         model.train(was_training)                 # the exporter restores its own idea of the mode
 
 
-def build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, progress=None) -> Path:
-    """The cached .onnx file of ``kind`` (one of ``KINDS``), built if missing or stale."""
+def build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, progress=None,
+          checkpoint_path: Path | None = None) -> Path:
+    """The cached .onnx file of ``kind`` (one of ``KINDS``), built if missing or stale.
+
+    With ``checkpoint_path`` a missing file is built by a child process (``python -m
+    wlm.onnx_engine``): the export and ONNX Runtime's quantizer are mostly Python, and in a
+    server's process they would hold the interpreter's lock for seconds, slowing every other
+    visitor's request. The parent only waits."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     cache = Path(cache)
+    with _BUILD_LOCK:
+        if checkpoint_path is None or _fresh(cache, kind, checkpoint_sha256):
+            return _build(model, checkpoint_sha256, cache, kind, progress)
+        if progress:
+            progress(f"building the {kind} ONNX file in a child process")
+        cmd = [sys.executable, "-m", "wlm.onnx_engine", str(checkpoint_path), str(cache), kind]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env,
+                           cwd=Path(__file__).resolve().parent.parent)
+        if r.returncode != 0 or not _fresh(cache, kind, checkpoint_sha256):
+            raise RuntimeError(f"building the {kind} ONNX file failed: {r.stderr.strip()[-500:]}")
+        return cache / f"wlm-{kind}.onnx"
+
+
+def _fresh(cache: Path, kind: str, checkpoint_sha256: str) -> bool:
+    try:
+        return (cache / f"wlm-{kind}.onnx").is_file() and \
+            json.loads((cache / f"wlm-{kind}.json").read_text()) == cache_key(checkpoint_sha256)
+    except (OSError, ValueError):
+        return False
+
+
+def _build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, progress=None) -> Path:
     path, manifest = cache / f"wlm-{kind}.onnx", cache / f"wlm-{kind}.json"
     key = cache_key(checkpoint_sha256)
-    try:
-        fresh = path.is_file() and json.loads(manifest.read_text()) == key
-    except (OSError, ValueError):
-        fresh = False
-    if fresh:
+    if _fresh(cache, kind, checkpoint_sha256):
         return path
     if kind == "fp32":
         if progress:
@@ -91,7 +122,7 @@ def build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, prog
         export(model, path)
     else:
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        src = build(model, checkpoint_sha256, cache, "fp32", progress)
+        src = _build(model, checkpoint_sha256, cache, "fp32", progress)
         if progress:
             progress("quantizing the ONNX model to int8 (onnxruntime.quantization.quantize_dynamic)")
         import logging
@@ -123,23 +154,37 @@ def onnx_size(path: Path) -> SizeReport:
 
 class OrtModel(nn.Module):
     """An ONNX Runtime session behind the model interface: forward(ids, hidden) -> (logits,
-    hidden), init_hidden(bsz). Sessions are made per torch thread count, so ``num_threads``
-    applies to this engine too."""
+    hidden), init_hidden(bsz).
 
-    def __init__(self, path: Path, nlayers: int, nhid: int):
+    A session's thread count is fixed when it is made, so there is one session per torch
+    thread count in use (``num_threads`` applies to this engine too). ``thread_counts`` bounds
+    them: a server passes the counts it accepts, so no request can make sessions (and their
+    thread pools and weights) without limit; None accepts any count (the command line). Pool
+    threads do not spin between calls: a spinning thread would take CPU time from whatever
+    runs next, and disturb its timing.
+    """
+
+    def __init__(self, path: Path, nlayers: int, nhid: int, thread_counts: tuple[int, ...] | None = None):
         super().__init__()
         self.path, self.nlayers, self.nhid = Path(path), nlayers, nhid
+        self.thread_counts = thread_counts
         self._sessions: dict[int, object] = {}
+        self._lock = threading.Lock()
 
     def _session(self):
         import onnxruntime as ort
         n = torch.get_num_threads()
-        if n not in self._sessions:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = n, 1
-            so.log_severity_level = 3
-            self._sessions[n] = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
-        return self._sessions[n]
+        if self.thread_counts is not None and n not in self.thread_counts:
+            raise ValueError(f"threads must be one of {', '.join(map(str, self.thread_counts))} for "
+                             f"{self.path.name}, got {n}")
+        with self._lock:
+            if n not in self._sessions:
+                so = ort.SessionOptions()
+                so.intra_op_num_threads, so.inter_op_num_threads = n, 1
+                so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                so.log_severity_level = 3
+                self._sessions[n] = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            return self._sessions[n]
 
     def init_hidden(self, bsz: int):
         if bsz != 1:
@@ -153,3 +198,10 @@ class OrtModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.path.name}, onnxruntime CPUExecutionProvider"
+
+
+if __name__ == "__main__":          # python -m wlm.onnx_engine CHECKPOINT CACHE KIND (see build)
+    from .checkpoint import load_checkpoint
+    _ckpt = load_checkpoint(sys.argv[1])
+    torch.set_num_threads(1)
+    build(_ckpt.model, _ckpt.sha256, Path(sys.argv[2]), sys.argv[3])

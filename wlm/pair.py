@@ -6,9 +6,12 @@ exactly what ``generate`` writes alone from the same seed. Every word carries bo
 probabilities for it *in that pane's context*: once the texts part, each pane also runs the
 other model over its text (a shadow run, not timed), so the comparison stays like for like.
 
-    pane 0: reference model (fp32) writes;  the other model shadows it
-    pane 1: the other model (int8) writes;  the reference shadows it
+    pane 0: reference model (fp32) writes;  the other model shadows it, word by word
+    pane 1: the other model (int8) writes;  the reference shadows it, 8 words per call
     until the panes part, both share one context and each model runs once per word.
+
+(The int8 shadow stays word by word: dynamic int8 picks its activation scales per call, so a
+call over several words would give it other numbers than the pane's own run.)
 """
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ from typing import Iterator
 import torch
 
 from .data import Dictionary
-from .evaluate import num_threads
+from .threads import pinned
 from .generate import GenerationConfig, GumbelSampler, pick, probabilities, prompt_ids
 
 TOP_K = 5
+SHADOW_BATCH = 8      # words the reference reads at once as pane 1's shadow (see _Shadow)
 
 
 @dataclass
@@ -58,11 +62,17 @@ class _Context:
             self._stats = pa, pb, 0.5 * float((pa - pb).abs().sum())
         return self._stats
 
-    def feed(self, models, word: int, timed: tuple[int, ...], seconds: list[float]) -> "_Context":
-        """Both models read ``word``; the forwards of the models in ``timed`` count in their time."""
+    def feed(self, models, word: int, timed: tuple[int, ...], seconds: list[float],
+             only: tuple[int, ...] = (0, 1)) -> "_Context":
+        """The models in ``only`` read ``word`` (the others' entries become None); the forwards of
+        the models in ``timed`` count in their time."""
         x = torch.tensor([[word]])
         logits, hidden = [], []
         for k, m in enumerate(models):
+            if k not in only:
+                logits.append(None)
+                hidden.append(None)
+                continue
             t0 = time.perf_counter()
             out, h = m(x, self.hidden[k])
             if k in timed:
@@ -84,52 +94,87 @@ def _top(dictionary: Dictionary, ctx: _Context, T: float, drawn: list[int]) -> l
     return sorted(rows, key=lambda r: (-r[1], -r[2]))
 
 
-@torch.inference_mode()
 def generate_pair(models, dictionary: Dictionary, cfg: GenerationConfig,
                   threads: int | None = 1) -> Iterator[PairStep]:
     """Run (reference, other) side by side from one seed; yield one ``PairStep`` per word.
 
-    Timings are each model's own forward and pick in its own pane; shadow runs and the
-    statistics are not counted.
+    Every step runs at ``threads`` threads on whichever OS thread asks for it (None: at the
+    caller's count). Timings are each model's own forward and pick in its own pane; shadow
+    runs and the statistics are not counted.
     """
     models = list(models)
     if len(models) != 2:
         raise ValueError(f"generate_pair takes two models, got {len(models)}")
+    return pinned(_steps(models, dictionary, cfg), threads)
+
+
+@torch.inference_mode()
+def _steps(models, dictionary: Dictionary, cfg: GenerationConfig) -> Iterator[PairStep]:
     for m in models:
         m.eval()
     sampler = GumbelSampler(cfg, len(dictionary))
     T = sampler.temperature
-    with num_threads(threads):
-        ids = torch.tensor(prompt_ids(dictionary, cfg, sampler), dtype=torch.long).view(-1, 1)
-        seconds = [0.0, 0.0]
-        logits, hidden = [], []
-        for k, m in enumerate(models):
+    ids = torch.tensor(prompt_ids(dictionary, cfg, sampler), dtype=torch.long).view(-1, 1)
+    seconds = [0.0, 0.0]
+    logits, hidden = [], []
+    for k, m in enumerate(models):
+        t0 = time.perf_counter()
+        out, h = m(ids, m.init_hidden(1))
+        seconds[k] += time.perf_counter() - t0
+        logits.append(out[-1, 0])
+        hidden.append(h)
+    panes = [_Context(logits, hidden)] * 2     # one shared context until the texts part
+    shadow = None                              # after they part: the reference's read of pane 1
+    for i in range(cfg.words):
+        noise = sampler.uniforms()
+        words = []
+        for k in (0, 1):
             t0 = time.perf_counter()
-            out, h = m(ids, m.init_hidden(1))
+            words.append(pick(panes[k].logits[k], T, noise))
             seconds[k] += time.perf_counter() - t0
-            logits.append(out[-1, 0])
-            hidden.append(h)
-        panes = [_Context(logits, hidden)] * 2     # one shared context until the texts part
-        for i in range(cfg.words):
-            noise = sampler.uniforms()
-            words = []
-            for k in (0, 1):
-                t0 = time.perf_counter()
-                words.append(pick(panes[k].logits[k], T, noise))
-                seconds[k] += time.perf_counter() - t0
+        if shadow is None:
             shared = panes[0] is panes[1]
-            # would the other model, in this pane's context and with the same noise, pick this word?
             same = ([words[0] == words[1]] * 2 if shared else
                     [pick(panes[k].logits[1 - k], T, noise) == words[k] for k in (0, 1)])
             info = tuple(_info(dictionary, panes[k], words[k], same[k], T) for k in (0, 1))
-            top = None
-            if shared and words[0] != words[1]:
-                top = _top(dictionary, panes[0], T, words)
+            top = _top(dictionary, panes[0], T, words) if shared and words[0] != words[1] else None
             yield PairStep(i, (info[0].word, info[1].word), tuple(seconds), info, top)
-            seconds = [0.0, 0.0]
-            if i + 1 == cfg.words:
-                break
-            if shared and words[0] == words[1]:
-                panes = [panes[0].feed(models, words[0], timed=(0, 1), seconds=seconds)] * 2
-            else:
-                panes = [panes[k].feed(models, words[k], timed=(k,), seconds=seconds) for k in (0, 1)]
+        else:
+            # pane 1's step waits for the reference's shadow logits (read in batches, below)
+            info0 = _info(dictionary, panes[0], words[0], pick(panes[0].logits[1], T, noise) == words[0], T)
+            shadow.wait(i, words, tuple(seconds), info0, panes[1].logits[1], None if noise is None else noise.copy())
+            if len(shadow.steps) == SHADOW_BATCH or i + 1 == cfg.words:
+                yield from shadow.flush(models[0], dictionary, T)
+        seconds = [0.0, 0.0]
+        if i + 1 == cfg.words:
+            break
+        if panes[0] is panes[1] and words[0] == words[1]:
+            panes = [panes[0].feed(models, words[0], timed=(0, 1), seconds=seconds)] * 2
+            continue
+        if shadow is None:                     # they part here: the reference reads pane 1 from now on in batches
+            shadow = _Shadow(panes[1].hidden[0])
+        shadow.words.append(words[1])
+        panes = [panes[0].feed(models, words[0], timed=(0,), seconds=seconds),
+                 panes[1].feed(models, words[1], timed=(1,), seconds=seconds, only=(1,))]
+
+
+class _Shadow:
+    """The reference reading pane 1's text once the panes have parted. Its logits at a step only
+    tell that step's probabilities and whether it would have picked the same word, never what
+    pane 1 writes next, so it reads the words ``SHADOW_BATCH`` at a time in one call (the fp32
+    reference's numbers are the same up to rounding; its decoder then reads its 34 MB of weights
+    once per batch instead of once per word)."""
+
+    def __init__(self, hidden):
+        self.hidden, self.words, self.steps = hidden, [], []
+
+    def wait(self, index, words, seconds, info0, other_logits, noise):
+        self.steps.append((index, words, seconds, info0, other_logits, noise))
+
+    def flush(self, model, dictionary: Dictionary, T: float) -> Iterator[PairStep]:
+        out, self.hidden = model(torch.tensor(self.words).view(-1, 1), self.hidden)
+        for (index, words, seconds, info0, other_logits, noise), ref_logits in zip(self.steps, out[:, 0]):
+            ctx = _Context([ref_logits, other_logits], [None, None])
+            info1 = _info(dictionary, ctx, words[1], pick(ref_logits, T, noise) == words[1], T)
+            yield PairStep(index, (info0.word, info1.word), seconds, (info0, info1), None)
+        self.words, self.steps = [], []

@@ -1,6 +1,12 @@
-"""Measurements that persist: one JSON file per (slice, threads, variants, machine, checkpoint,
-library versions), written atomically, read back by later visitors of the app and by
+"""Measurements that persist: one JSON file per (slice, threads, variants, test data, checkpoint,
+machine, library versions), written atomically, read back by later visitors of the app and by
 ``python -m wlm results``.
+
+A store has a folder it writes to and, optionally, folders it only reads: the results shipped
+with the app (``data/results``, measured with ``python -m wlm bench --save``), so a new server
+shows full-split figures before anyone measures there. A record answers any request for a
+subset of its variants: every model of a lockstep run timed only its own calls, and each
+variant is compared with fp32 on the same tokens, so its rows stand alone.
 """
 from __future__ import annotations
 
@@ -14,8 +20,8 @@ from pathlib import Path
 from .bench import Measurement
 from .evaluate import Agreement
 
-FORMAT = "wlm-measurement/1"
-KEY_FIELDS = ("slice", "threads", "variants", "checkpoint_sha256", "cpu", "versions")
+FORMAT = "wlm-measurement/2"
+KEY_FIELDS = ("slice", "threads", "variants", "test_sha256", "checkpoint_sha256", "cpu", "versions")
 
 
 def versions() -> dict:
@@ -31,11 +37,16 @@ def versions() -> dict:
 
 
 def make_record(*, slice_label: str, threads: int, variants: list[str], rows: list[Measurement],
-                engines: dict, machine: dict, checkpoint_sha256: str, test_sha256: str | None) -> dict:
+                engines: dict, machine: dict, checkpoint_sha256: str, test_sha256: str,
+                source: str = "app", timing: dict | None = None) -> dict:
+    """A measurement as stored. ``variants`` in canonical order (fp32 first, then as
+    ``wlm.variants.VARIANTS`` lists them); ``test_sha256`` of the test file measured;
+    ``source``: what measured it ("app" or the bench command); ``timing``: the measurement's
+    own wall and model seconds."""
     return {"format": FORMAT, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "slice": slice_label, "threads": threads, "variants": list(variants),
+            "slice": slice_label, "threads": threads, "variants": list(variants), "test_sha256": test_sha256,
             "checkpoint_sha256": checkpoint_sha256, "cpu": machine.get("cpu"), "versions": versions(),
-            "machine": machine, "test_sha256": test_sha256, "engines": engines,
+            "machine": machine, "engines": engines, "source": source, "timing": timing or {},
             "tokens": rows[0].tokens, "rows": [m.to_dict() for m in rows]}
 
 
@@ -49,11 +60,19 @@ def rows_of(record: dict) -> list[Measurement]:
             for r in record["rows"]]
 
 
-class ResultStore:
-    """A folder of measurement records, the latest per key."""
+def select(record: dict, variants: list[str]) -> dict:
+    """The record with only ``variants`` (a subset of its own, fp32 first), in that order."""
+    rows = {r["model"]: r for r in record["rows"]}
+    return {**record, "variants": list(variants), "rows": [rows[v] for v in variants],
+            "engines": {v: record.get("engines", {}).get(v, "") for v in variants}}
 
-    def __init__(self, folder: str | os.PathLike):
+
+class ResultStore:
+    """Measurement records: written to ``folder``, read from it and from ``shipped`` folders."""
+
+    def __init__(self, folder: str | os.PathLike, shipped: list[str | os.PathLike] = ()):
         self.folder = Path(folder)
+        self.shipped = [Path(p) for p in shipped]
 
     def path(self, record_or_key: dict) -> Path:
         return self.folder / f"measure-{key_of(record_or_key)}.json"
@@ -72,27 +91,24 @@ class ResultStore:
                 os.unlink(tmp)
         return path
 
-    def find(self, key: dict) -> dict | None:
-        """The stored record with these key fields, or None (unreadable files count as none)."""
-        try:
-            record = json.loads(self.path(key).read_text())
-        except (OSError, ValueError):
-            return None
-        return record if record.get("format") == FORMAT else None
-
-    def latest_anywhere(self, **match) -> dict | None:
-        """The newest record whose fields equal ``match`` (e.g. slice, threads, variants and
-        checkpoint, measured on any machine), or None."""
-        found = [r for r in self.all() if all(r.get(k) == v for k, v in match.items())]
-        return found[-1] if found else None
+    def lookup(self, variants: list[str], **match) -> dict | None:
+        """The newest record whose fields equal ``match`` (e.g. slice, threads, test and
+        checkpoint sha256, and cpu and versions for this machine only) and which measured every
+        one of ``variants``, cut down to them (``select``); None if there is none."""
+        found = [r for r in self.all() if all(r.get(k) == v for k, v in match.items())
+                 and set(variants) <= set(r.get("variants", ())) and r.get("variants", [None])[0] == variants[0]]
+        return select(found[-1], variants) if found else None
 
     def all(self) -> list[dict]:
+        """Every readable record of this format, oldest first (unreadable files count as none)."""
         out = []
-        for p in sorted(self.folder.glob("measure-*.json")):
-            try:
-                record = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue
-            if record.get("format") == FORMAT:
-                out.append(record)
+        for folder in (self.folder, *self.shipped):
+            for p in sorted(folder.glob("measure-*.json")):
+                try:
+                    record = json.loads(p.read_text())
+                except (OSError, ValueError):
+                    continue
+                if isinstance(record, dict) and record.get("format") == FORMAT:
+                    record["shipped"] = folder != self.folder
+                    out.append(record)
         return sorted(out, key=lambda r: r.get("when", ""))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch.nn as nn
 
@@ -75,8 +76,9 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
-          progress: Callable[[str], None] | None = None) -> Variant:
-    """Build variant ``name`` from a checkpoint (ONNX files come from / go to ``cache``)."""
+          progress: Callable[[str], None] | None = None, thread_counts: tuple[int, ...] | None = None) -> Variant:
+    """Build variant ``name`` from a checkpoint (ONNX files come from / go to ``cache``);
+    ``thread_counts``: the thread counts an ONNX Runtime variant may be run at (None: any)."""
     why = unavailable(name)
     if why:
         raise RuntimeError(f"{name}: {why}")
@@ -84,9 +86,10 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
     if spec.engine == "torch":
         model = ckpt.model if spec.recipe_config is None else quantize(ckpt.model, spec.recipe_config)
         return Variant(spec, model, model_size(model), str(model))
-    path = onnx_engine.build(ckpt.model, ckpt.sha256, cache_dir(cache), spec.recipe_config, progress)
+    path = onnx_engine.build(ckpt.model, ckpt.sha256, cache_dir(cache), spec.recipe_config, progress,
+                             checkpoint_path=ckpt.path)
     cfg = ckpt.model.config
-    model = onnx_engine.OrtModel(path, cfg.nlayers, cfg.nhid)
+    model = onnx_engine.OrtModel(path, cfg.nlayers, cfg.nhid, thread_counts)
     ops = Counter(n.op_type for n in _graph(path).node if n.op_type != "Constant")
     text = (f"{model}\n\nONNX graph ({spec.recipe_config}): "
             + ", ".join(f"{op} x{k}" if k > 1 else op for op, k in sorted(ops.items())))
@@ -99,18 +102,51 @@ def _graph(path: Path):
 
 
 class VariantCache:
-    """Variants of one checkpoint, each built once, on first use (thread-safe)."""
+    """Variants of one checkpoint, each built once, on first use or ahead of it (thread-safe).
 
-    def __init__(self, ckpt: Checkpoint, cache: str | os.PathLike | None = None):
-        self.ckpt, self.cache = ckpt, cache
+    Each variant has its own lock, so a caller waits only for the build of the variant it
+    asked for, never for another one's. ``guard`` (e.g. ``CpuTurns.build``) is entered around
+    every build: a server uses it to keep builds out of measurements' timed chunks.
+    """
+
+    def __init__(self, ckpt: Checkpoint, cache: str | os.PathLike | None = None, *,
+                 thread_counts: tuple[int, ...] | None = None, guard: Callable[[], ContextManager] = nullcontext):
+        self.ckpt, self.cache, self.thread_counts, self.guard = ckpt, cache, thread_counts, guard
         self._built: dict[str, Variant] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()          # guards the two dicts only, never held while building
+        self.errors: dict[str, str] = {}       # variants whose build failed, and why
+
+    def _lock_of(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(name, threading.Lock())
 
     def get(self, name: str, progress: Callable[[str], None] | None = None) -> Variant:
-        with self._lock:
+        if name not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}")
+        built = self._built.get(name)
+        if built is not None:
+            return built
+        with self._lock_of(name):
             if name not in self._built:
-                self._built[name] = build(name, self.ckpt, self.cache, progress)
+                with self.guard():
+                    self._built[name] = build(name, self.ckpt, self.cache, progress, self.thread_counts)
             return self._built[name]
 
     def is_built(self, name: str) -> bool:
         return name in self._built
+
+    def prebuild(self, names, log: Callable[[str], None] | None = None) -> threading.Thread:
+        """Build ``names`` one after another in a background thread (a failure is recorded in
+        ``errors`` and the others go on); returns the thread."""
+        def work():
+            for name in names:
+                try:
+                    self.get(name)
+                except Exception as e:  # one variant that cannot be built must not stop the rest
+                    self.errors[name] = f"{type(e).__name__}: {e}"
+                    if log:
+                        log(f"variant {name} could not be built: {self.errors[name]}")
+        t = threading.Thread(target=work, name="wlm-prebuild", daemon=True)
+        t.start()
+        return t

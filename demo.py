@@ -16,7 +16,8 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
-from wlm.app import DEFAULT_SLICE, DEFAULT_VARIANT, SLICES, AppConfig, QuantDemo  # noqa: E402
+from wlm.app import (DEFAULT_INSPECT_SLICE, DEFAULT_SLICE, DEFAULT_VARIANT, INSPECT_SLICES, SLICES,  # noqa: E402
+                     AppConfig, QuantDemo)
 from wlm.threads import usable_cpus  # noqa: E402
 from wlm.variants import REFERENCE  # noqa: E402
 from wlm.checkpoint import CheckpointError  # noqa: E402
@@ -35,6 +36,17 @@ recipe, or the ONNX Runtime engine. Each model samples
 exactly from its own distribution, but both use the same random numbers (Gumbel-max with one shared noise
 vector per word), so they write the same word whenever their distributions allow: the texts stay
 together while the models agree, and part where int8 really changed the choice."""
+
+
+INSPECT_INTRO = """## Where int8 loses, and why it is faster
+The variant taken apart against fp32, part by part (the embedding, each of the five LSTM layers, the
+decoder), on the first test tokens. **SQNR** (signal to quantization noise, dB: higher is closer) of each
+part's weights, of its output when fed the fp32 model's input (the part alone), and of its output inside the
+variant (the error accumulated up to there). **Sensitivity**: the KL(fp32 ‖ model) when only that part is
+quantized. **Time**: where each model's seconds go, on the same chunks. **Weights on the int8 grid**: the
+levels a part's weights get; a narrow hump means few of the 256 levels are used, so rounding costs more of
+each weight (the decoder per tensor against per channel). The analysis also chooses a recipe:
+`qint8-mixed`, offered with the variants."""
 
 
 def user_errors(fn):
@@ -118,14 +130,36 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
             empty_size, empty_speed = app.view.tradeoff_plots([])
             size_trade = gr.HTML(empty_size, elem_id="size-trade")
             speed_trade = gr.HTML(empty_speed, elem_id="speed-trade")
-        kl_plot = gr.LinePlot(app.view.kl_frame([]), x="test token", y="KL (nats)", color="model", y_lim=[0, None],
-                              color_map=app.view.colors,
-                              title="KL(fp32 ‖ variant) along the test text (mean per stretch)", elem_id="kl-plot")
+        kl_plot = gr.HTML(app.view.kl_svg([]), elem_id="kl-plot")
         with gr.Row():
             gr.Code(app.model_text(REFERENCE), label="fp32 model", language=None)
             right_model = gr.Code(app.model_text(DEFAULT_VARIANT), label="right-pane model", language=None,
                                   elem_id="right-model")
         machine = gr.Markdown(app.view.machine_markdown())
+
+        gr.Markdown(INSPECT_INTRO + (f" On this shared server an analysis runs live up to "
+                                     f"{app.cfg.max_live_model_tokens:,} model-tokens (2,000 tokens); larger ones "
+                                     "come from stored results." if app.cfg.max_live_model_tokens else ""))
+        with gr.Row():
+            ins_variant = gr.Dropdown(app.choices, value=DEFAULT_VARIANT, label="Variant to take apart",
+                                      elem_id="inspect-variant")
+            ins_slice = gr.Dropdown(list(INSPECT_SLICES), value=DEFAULT_INSPECT_SLICE, label="Test tokens",
+                                    elem_id="inspect-slice")
+            with gr.Column():
+                analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                analyse_again = gr.Button("Analyse again (live)", size="sm", elem_id="analyse-again")
+        ins_status = gr.Markdown("No analysis yet: click **Analyse**.", elem_id="inspect-status")
+        ins_empty = app.inspect_view.empty("")
+        ins_table = gr.Dataframe(ins_empty[1], label="per part: error and sensitivity",
+                                 elem_id="inspect-table", interactive=False)
+        with gr.Row():
+            sqnr_plot = gr.HTML(ins_empty[2], elem_id="sqnr-plot")
+            sens_plot = gr.HTML(ins_empty[3], elem_id="sensitivity-plot")
+        with gr.Row():
+            parts_time = gr.HTML(ins_empty[4], elem_id="parts-time-plot")
+            with gr.Column():
+                hist_part = gr.Dropdown(app.parts, value="decoder", label="Weights of", elem_id="hist-part")
+                hist_plot = gr.HTML(app.weight_histogram("decoder"), elem_id="hist-plot")
 
         inputs = [prompt, words, temperature, seed, raw, variant]
         outputs = [left, right, left_stats, right_stats, notes, parting]
@@ -155,6 +189,21 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
         again.click(user_errors(functools.partial(run_measure, fresh=True)), [slice_, threads, chosen], panel,
                     api_visibility="private", concurrency_id="measure", preprocess=False)
         demo.load(user_errors(app.initial_view), None, panel, api_visibility="private", concurrency_limit=8)
+
+        def run_inspect(name, slice_label, fresh=False, progress=gr.Progress()):
+            return app.inspect(name, slice_label, fresh=fresh,
+                               progress=lambda d, t: progress((d, t), desc="error per part, then all models in lockstep",
+                                                              unit="tokens"))
+
+        ins_panel = [ins_status, ins_table, sqnr_plot, sens_plot, parts_time]
+        # one heavy job at a time: an analysis queues with the measurements
+        analyse.click(user_errors(run_inspect), [ins_variant, ins_slice], ins_panel, api_name="inspect",
+                      concurrency_id="measure", preprocess=False)
+        analyse_again.click(user_errors(functools.partial(run_inspect, fresh=True)), [ins_variant, ins_slice],
+                            ins_panel, api_visibility="private", concurrency_id="measure", preprocess=False)
+        hist_part.change(user_errors(app.weight_histogram), hist_part, hist_plot, api_visibility="private",
+                         concurrency_id="describe", concurrency_limit=8)
+        demo.load(user_errors(app.initial_inspection), None, ins_panel, api_visibility="private", concurrency_limit=8)
 
     # Bounded queue; one measurement at a time. app.turns decides who computes: never a chunk
     # and a Generate at once, a waiting Generate right after the current chunk, and a share of

@@ -110,3 +110,24 @@ def test_measure(page):
     page.wait_for_timeout(1500)                      # let the plots draw
     page.screenshot(path=str(out / "demo.png"), full_page=True)
     assert (out / "demo.png").stat().st_size > 10_000
+
+
+def test_where_int8_loses(page):
+    """The panel on the tiny model: Analyse fills the summary, the table and the three charts;
+    the weights picture follows the chosen part."""
+    page.click("#analyse")
+    page.wait_for_function("() => { const s = document.querySelector('#inspect-status'); "
+                           "return s && s.innerText.includes('The part that costs most'); }", timeout=90_000)
+    bars = {k: page.eval_on_selector_all(f"#{k} svg .bar", "els => els.length")
+            for k in ("sqnr-plot", "sensitivity-plot", "parts-time-plot")}
+    assert bars["sqnr-plot"] >= 9 and bars["sensitivity-plot"] >= 5 and bars["parts-time-plot"] >= 8, bars
+    names = page.inner_text("#parts-time-plot")
+    assert "fp32" in names and "qint8" in names and "decoder" in names        # every model and part named
+    assert "lstm.0" in page.inner_text("#inspect-table")
+    assert page.eval_on_selector_all("#hist-plot svg .line", "els => els.length") == 2     # per tensor, per channel
+    page.click("#hist-part input")
+    page.get_by_role("option", name="lstm.1", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#hist-plot').innerText.includes('lstm.1')", timeout=30_000)
+    assert "weight_hh" in page.inner_text("#hist-plot")
+    page.locator("#inspect-status").scroll_into_view_if_needed()
+    page.screenshot(path=str(ROOT / "test-output" / "where-int8-loses.png"), full_page=True)

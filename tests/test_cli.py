@@ -96,3 +96,21 @@ def test_bench_save_then_results(tiny_checkpoint, tiny_dir, tmp_path):
     assert "no stored measurements" in run("results", "--cache", str(tmp_path / "none")).stdout
     bad = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--variants", "qint9")
     assert bad.returncode == 2 and "unknown variant(s) qint9" in bad.stderr
+
+
+def test_inspect_json_text_and_a_derived_recipe(tiny_checkpoint, tiny_dir, tmp_path):
+    r = run("inspect", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "200",
+            "--variant", "qint8-per-channel", "--cache", str(tmp_path), "--json", "--derive-recipe",
+            "--budget-mb", "1000", "--recipe-out", str(tmp_path / "recipe.json"), "--save-to", str(tmp_path / "res"))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    keys = {"module", "weight_sqnr_db", "shadow_sqnr_db", "running_sqnr_db", "alone_dloss", "alone_kl", "alone_top1"}
+    assert [m["module"] for m in out["modules"]][0] == "embedding" and all(keys <= set(m) for m in out["modules"])
+    assert set(out["time"]) == {"fp32", "qint8-per-channel"} and out["tokens"] == 199
+    assert json.loads((tmp_path / "recipe.json").read_text())["plan"] == out["recipe"]["plan"]
+    assert len(list((tmp_path / "res").glob("inspect-*.json"))) == 1
+    text = run("inspect", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "100",
+               "--cache", str(tmp_path))
+    assert text.returncode == 0 and "sensitivity (one part quantized" in text.stdout and "lstm.0" in text.stdout
+    bad = run("inspect", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--variant", "fp32")
+    assert bad.returncode == 2 and "--variant must be one of" in bad.stderr

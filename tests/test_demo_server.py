@@ -10,8 +10,15 @@ def client(demo_server):
     return Client(demo_server, verbose=False, analytics_enabled=False)
 
 
-def test_only_generate_and_measure_are_public(client):
-    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/generate", "/measure"}
+def test_only_generate_measure_and_inspect_are_public(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/generate", "/measure", "/inspect"}
+
+
+def test_inspect_through_the_api(client):
+    status, table, sqnr, sens, times = client.predict("qint8", "2,000 tokens", api_name="/inspect")
+    assert "The part that costs most" in status and [r[0] for r in table["data"]][0] == "embedding"
+    assert 'class="bar"' in sqnr and 'class="bar"' in sens and 'class="bar"' in times
 
 
 def test_generate_streams_and_is_reproducible(client):
@@ -44,6 +51,9 @@ BAD_GENERATE = [  # (position, value, field named in the message)
     *[(5, v, "variant") for v in ("qint9", 3, ["qint8"], "fp32", "../etc/passwd", "\x00")],
 ]
 GOOD_MEASURE = ["2,000 tokens", 1, ["qint8"]]
+GOOD_INSPECT = ["qint8", "2,000 tokens"]
+BAD_INSPECT = [*[(0, v, "variant") for v in ("fp32", "qint9", 3, ["qint8"], "QINT8")],
+               *[(1, v, "slice") for v in ("5,000 tokens", 2000, None, "", ["2,000 tokens"])]]
 BAD_MEASURE = [
     *[(0, v, "slice") for v in ("all of it", 5, "", None, ["2,000 tokens"], "2000", "\x00", "2,000 TOKENS", 0, 1.5,
                                 True, {"s": 1}, "all", " 2,000 tokens", "2,000 tokens ", "x" * 10000)],
@@ -55,7 +65,8 @@ BAD_MEASURE = [
 
 @pytest.mark.parametrize("endpoint,good,pos,value,field",
                          [("/generate", GOOD_GENERATE, *bad) for bad in BAD_GENERATE]
-                         + [("/measure", GOOD_MEASURE, *bad) for bad in BAD_MEASURE])
+                         + [("/measure", GOOD_MEASURE, *bad) for bad in BAD_MEASURE]
+                         + [("/inspect", GOOD_INSPECT, *bad) for bad in BAD_INSPECT])
 def test_every_argument_is_checked(client, endpoint, good, pos, value, field):
     args = list(good)
     args[pos] = value

@@ -71,8 +71,8 @@ def stop(proc):
         proc.kill()
 
 
-def page_load_status(port: int) -> str:
-    """What the Measure panel's status says once a browser has opened the page."""
+def page_load_status(port: int) -> tuple[str, str]:
+    """What the Measure and the "Where int8 loses" panels say once a browser has opened the page."""
     from tests.test_browser import ARGS, CHROMIUM
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
@@ -83,8 +83,10 @@ def page_load_status(port: int) -> str:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function("() => { const s = document.querySelector('#status'); "
-                                   "return s && s.innerText.includes('thread'); }", timeout=60_000)
-            return page.inner_text("#status")
+                                   "const i = document.querySelector('#inspect-status'); "
+                                   "return s && s.innerText.includes('thread') && i && i.innerText.includes('tokens'); }",
+                                   timeout=60_000)
+            return page.inner_text("#status"), page.inner_text("#inspect-status")
         finally:
             browser.close()
 
@@ -114,9 +116,10 @@ def test_a_fresh_copy_started_as_a_space(tmp_path, server):
         (ROOT / "test-output").mkdir(exist_ok=True)
         (ROOT / "test-output" / "space-cold-start.txt").write_text(f"{cold:.2f} s to the first answered /generate\n")
         assert cold < 60
-        status = page_load_status(port)
+        status, inspected = page_load_status(port)
         assert "Shipped with the app: measured 20" in status and "test tokens (the full test split)" in status
         assert "development machine" in status and "qint8 is" in status
+        assert "Shipped with the app: analysed 20" in inspected and "245,568 test tokens" in inspected
         table, *_, status, machine = client.predict("2,000 tokens", 1, ["qint8"], api_name="/measure")
         assert [r[0] for r in table["data"]] == ["fp32", "qint8"]       # test.txt fetched from the mirror
         assert (root / "wikitext-2" / "test.txt").is_file() and list((root / "cache" / "results").glob("*.json"))

@@ -1,8 +1,11 @@
 """Where the app writes (wlm.storage): persistent storage first, then the app folder, then a
 temporary folder; WLM_DATA / WLM_CACHE still win."""
+import json
 import os
 
-from wlm.storage import app_paths, storage_root, writable
+import pytest
+
+from wlm.storage import app_paths, atomic_write, storage_root, writable, write_json
 
 
 def test_persistent_storage_first_when_it_exists(tmp_path):
@@ -38,3 +41,18 @@ def test_app_paths_defaults_and_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("WLM_CACHE", str(tmp_path / "c"))
     paths = app_paths(tmp_path / "app", tmp_path / "no-mount")
     assert paths.data == tmp_path / "wt2" and paths.cache == tmp_path / "c"
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path):
+    path = tmp_path / "sub" / "r.json"
+    write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+
+    def half_then_fail(tmp):
+        open(tmp, "w").write('{"a": ')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, half_then_fail)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.json"]      # no part file left behind

@@ -145,3 +145,24 @@ def test_variant_cache_builds_once(ckpt, tmp_path):
     with pytest.raises(ValueError, match="variant must be one of"):
         cache.get("qint9")
     assert set(VARIANTS) >= {"fp32", "qint8", "ort-int8"}
+
+
+def test_the_mixed_variant_follows_its_plan_file_and_is_hidden_without_one(ckpt, tmp_path, monkeypatch, tiny_corpus):
+    from wlm import variants
+    plan = {"embedding": "8bit-rows", "lstm.0": "int8", "lstm.1": "fp32", "decoder": "int8-per-channel"}
+    f = tmp_path / "recipe.json"
+    spec = variants.VariantSpec("qint8-mixed", "torch", "test", variants.PlanFile(f))
+    monkeypatch.setitem(variants.VARIANTS, "qint8-mixed", spec)
+    assert "derive one with `python -m wlm inspect --derive-recipe`" in unavailable("qint8-mixed")
+    f.write_text(json.dumps({"format": "wlm-recipe/1", "plan": plan}))
+    assert unavailable("qint8-mixed") is None
+    v = build("qint8-mixed", ckpt, tmp_path)
+    m = v.model
+    assert [kind(x).replace("DynamicQuantized", "") for x in (m.encoder, m.rnn[0], m.rnn[1], m.decoder)] == [
+        "q:Embedding", "q:LSTM", "LSTM", "q:Linear"]
+    assert m.decoder.weight().qscheme() == torch.per_channel_affine and "plan:" in v.description
+    fp = build("fp32", ckpt, tmp_path).size
+    assert v.size.modules_mb["decoder"] < 0.6 * fp.modules_mb["decoder"]
+    _, r = Comparison({"fp32": ckpt.model, "mixed": m}, tiny_corpus.test, max_tokens=400).run()
+    assert r.agreement.top1 >= 0.97
+

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from . import layerwise as lw
 from .bench import machine_info, measurements
 from .checkpoint import load_checkpoint
 from .data import load_split, resolve_data_dir
@@ -18,8 +19,10 @@ from .download import SHA256, DownloadError, download, sha256_file
 from .evaluate import Comparison
 from .generate import MAX_WORDS, GenerationConfig
 from .pair import generate_pair
+from .inspection import Inspection, alone_parts
+from .inspectview import InspectView, histogram_svg, used_levels, weight_codes
 from .measureview import FULL_SLICE, TABLE_COLUMNS, MeasureView  # noqa: F401  (TABLE_COLUMNS: the table's)
-from .results import ResultStore, make_record
+from .results import ResultStore, make_inspection_record, make_record
 from .results import versions as result_versions
 from .sidebyside import PairRun
 from .threads import PAGE_CHOICES, allowed_threads, num_threads, usable_cpus
@@ -35,6 +38,8 @@ DEFAULT_VARIANT = "qint8"          # the tutorial's recipe
 MAX_PROMPT_CHARS = 2_000
 STREAM_INTERVAL_S = 0.1           # at most ~10 UI updates per second while generating: a turn of the CPU
 MAX_SEED = 2**63 - 1
+INSPECT_SLICES = {"2,000 tokens": 2_000, "10,000 tokens": 10_000, FULL_SLICE: None}
+DEFAULT_INSPECT_SLICE = "2,000 tokens"
 
 
 @dataclass(frozen=True)
@@ -141,11 +146,14 @@ class QuantDemo:
         self.data_dir = resolve_data_dir(cfg.data)
         self._test_ids = None
         self._test_sha = None              # (size, mtime_ns, sha256) of the test file read
+        self._split_model = None           # the fp32 model part by part, for the weights pictures
         self._lock = threading.Lock()
         self.store = ResultStore(cache_dir(cfg.cache) / "results",
                                  shipped=[cfg.shipped_results] if cfg.shipped_results else [])
         self.view = MeasureView([REFERENCE, *self.choices], self._built_sizes, self.data_dir / "test.txt",
                                 self.ckpt.provenance, cfg.threads, cfg.max_live_model_tokens)
+        self.inspect_view = InspectView()
+        self.parts = lw.parts(self.ckpt.model.config)
         self.load_seconds = time.perf_counter() - t0
         if cfg.prebuild:       # the other variants, off the request path
             self.variants.prebuild([n for n in self.choices if not self.variants.is_built(n)])
@@ -291,7 +299,7 @@ class QuantDemo:
         stored = self.store.lookup(names, **match, cpu=machine["cpu"], versions=result_versions())
         if stored and not fresh:
             return self.view.record(stored, names, threads, stored=True)
-        work = self._slice_tokens(slice_label) * len(names)
+        work = self._slice_tokens(SLICES[slice_label]) * len(names)
         cap = self.cfg.max_live_model_tokens
         if cap is not None and work > cap:
             elsewhere = self.store.lookup(names, **match)
@@ -327,9 +335,10 @@ class QuantDemo:
             pass                         # a read-only disk costs the memory of the result, not the result
         return self.view.record(record, names, threads, stored=False)
 
-    def _slice_tokens(self, slice_label: str) -> int:
-        """Test tokens a slice predicts: counted in the test file when it is here, else nominal."""
-        nominal = SLICES[slice_label] or FULL_TEST_TOKENS
+    def _slice_tokens(self, first: int | None) -> int:
+        """Test tokens the first ``first`` (None: all) predict: counted in the test file when it
+        is here, else nominal."""
+        nominal = first or FULL_TEST_TOKENS
         if not (self.data_dir / "test.txt").is_file():
             return nominal - 1
         return min(nominal, len(self._test_split())) - 1
@@ -353,6 +362,99 @@ class QuantDemo:
         if record:
             return self.view.record(record, names, threads, stored=True)
         return self.view.empty(names, threads, "No measurement yet: click **Measure**. " + self.data_status())
+
+    # ---------------------------------------------------------------- where int8 loses
+    def inspect(self, variant=DEFAULT_VARIANT, slice_label=DEFAULT_INSPECT_SLICE, fresh=False,
+                progress: Callable[[int, int], None] | None = None) -> tuple:
+        """Take a variant apart against fp32 on the first N test tokens (``wlm.inspection``):
+        error per part, sensitivity per part, time per part. Shares the CPU as a measurement
+        does (one chunk per turn), is stored and shown at once to later visitors, and counts
+        against the live cap as test tokens x the models it runs.
+
+        Returns (status markdown, table, SQNR svg, sensitivity svg, time svg)."""
+        name = self._variant(variant)
+        if not isinstance(slice_label, str) or slice_label not in INSPECT_SLICES:
+            raise ValueError(f"slice must be one of {', '.join(INSPECT_SLICES)}, got {slice_label!r}")
+        fresh = _as_bool("fresh", fresh)
+        threads = self.cfg.threads
+        machine = machine_info(threads)
+        match = {"slice": slice_label, "threads": threads, "variant": name, "test_sha256": self._test_sha256(),
+                 "checkpoint_sha256": self.ckpt.sha256}
+        store = self.store.inspections()
+        here = {"cpu": machine["cpu"], "versions": result_versions()}
+        stored = store.find(**match, **here)
+        if stored and not fresh:
+            return self.inspect_view.record(stored)
+        models = 2 + len(alone_parts(self.ckpt.model.config)) + (3 if VARIANTS[name].engine == "torch" else 0)
+        work = self._slice_tokens(INSPECT_SLICES[slice_label]) * models
+        cap = self.cfg.max_live_model_tokens
+        if cap is not None and work > cap:
+            elsewhere = store.find(**match)
+            if elsewhere:
+                return self.inspect_view.record(elsewhere)
+            return self.inspect_view.empty(
+                f"**{slice_label} for {name} runs {models} models: {work:,} model-tokens, over this server's live "
+                f"limit of {cap:,}**, and no stored result for it exists yet. Pick 2,000 tokens, or run "
+                f"`python -m wlm inspect --variant {name}` where you control the CPU.")
+        why = self._ensure_test_split()
+        if why:
+            return self.inspect_view.empty(why)
+        ids = self._test_split()
+        built = self.variants.get(name)                        # waits for this variant's build only
+        with self.turns.build(), num_threads(threads):         # the parts' int8 copies: off any timed chunk
+            ins = Inspection(self.ckpt.model, built, ids, max_tokens=INSPECT_SLICES[slice_label])
+        try:
+            while not ins.done:
+                with self.turns.chunk(), num_threads(threads):
+                    ins.step()
+                if progress:
+                    progress(*ins.tokens)
+        finally:
+            ins.close()
+        with self.turns.build(), num_threads(threads):
+            report = ins.report()
+        record = make_inspection_record(slice_label=slice_label, threads=threads, variant=name, report=report,
+                                        machine=machine, checkpoint_sha256=self.ckpt.sha256,
+                                        test_sha256=self._test_sha256())
+        try:
+            store.save(record)
+        except OSError:
+            pass
+        return self.inspect_view.record(record, stored=False)
+
+    def initial_inspection(self) -> tuple:
+        """What the panel shows on page load: the full test split for the tutorial's qint8 if
+        it is stored (shipped with the app), else the default slice stored here, else nothing."""
+        store = self.store.inspections()
+        for slice_label in (FULL_SLICE, DEFAULT_INSPECT_SLICE):
+            record = store.find(slice=slice_label, threads=self.cfg.threads, variant=DEFAULT_VARIANT,
+                                test_sha256=self._test_sha256(), checkpoint_sha256=self.ckpt.sha256)
+            if record:
+                return self.inspect_view.record(record)
+        return self.inspect_view.empty("No analysis yet: click **Analyse**.")
+
+    def weight_histogram(self, part) -> str:
+        """The int8 codes a part's weights get (the decoder per tensor and per channel side by
+        side): how much of the int8 grid the weights use."""
+        if not isinstance(part, str) or part not in self.parts:
+            raise ValueError(f"part must be one of {', '.join(self.parts)}, got {part!r}")
+        split = self._split()
+        module = split.part(part)
+        if part == "decoder":
+            codes = {"per tensor": weight_codes(module, "int8")["weight"],
+                     "per channel": weight_codes(module, "int8-per-channel")["weight"]}
+        elif part == "embedding":
+            codes = {"8-bit rows": weight_codes(module, "8bit-rows")["weight"]}
+        else:
+            codes = weight_codes(module, "int8")
+        note = "; 99% within ±" + ", ±".join(f"{used_levels(c)} ({n})" for n, c in codes.items()) + " levels"
+        return histogram_svg(part, codes, note)
+
+    def _split(self) -> lw.SplitModel:
+        with self._lock:
+            if self._split_model is None:
+                self._split_model = lw.SplitModel(self.ckpt.model).eval()
+            return self._split_model
 
     # ---------------------------------------------------------------- descriptions
     def model_text(self, name: str) -> str:

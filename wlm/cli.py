@@ -223,6 +223,53 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import Corpus
+    from .evaluate import num_threads
+    from .inspection import Inspection
+    from .inspectview import report_text
+    from .progress import TqdmProgress
+    from .variants import VARIANTS, VariantCache
+    if args.variant not in VARIANTS or args.variant == "fp32":
+        raise CLIError(f"--variant must be one of {', '.join(n for n in VARIANTS if n != 'fp32')}, got {args.variant!r}")
+    ckpt = load_checkpoint(args.checkpoint)
+    corpus = Corpus(resolve_data_dir(args.data))
+    if corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
+        raise CLIError(f"the corpus in {corpus.path} does not have the checkpoint's vocabulary")
+    variant = VariantCache(ckpt, args.cache).get(args.variant)
+    bar = TqdmProgress(f"inspect {args.variant}", unit="tok", disable=args.json)
+    with num_threads(args.threads):
+        ins = Inspection(ckpt.model, variant, corpus.split(args.split), max_tokens=args.max_tokens)
+        while ins.step():
+            bar(*ins.tokens)
+        report = ins.report()
+    bar.close()
+    report["threads"] = args.threads
+    if args.save_to and args.split == "test":
+        from .bench import machine_info
+        from .download import sha256_file
+        from .results import ResultStore, make_inspection_record
+        label = "all (245,569 tokens)" if args.max_tokens is None else f"{args.max_tokens:,} tokens"
+        record = make_inspection_record(slice_label=label, threads=args.threads, variant=args.variant, report=report,
+                                        machine=machine_info(args.threads), checkpoint_sha256=ckpt.sha256,
+                                        test_sha256=sha256_file(corpus.path / "test.txt"),
+                                        source="python -m wlm " + " ".join(args.argv))
+        print(f"stored: {ResultStore(args.save_to).inspections().save(record)}", file=sys.stderr)
+    if args.derive_recipe:
+        from .recipe import derive, save
+        recipe = derive(report, args.budget_mb, report["size_overhead_mb"])
+        recipe["command"] = "python -m wlm " + " ".join(args.argv)
+        recipe["checkpoint_sha256"] = ckpt.sha256
+        report["recipe"] = recipe
+        report["recipe_file"] = str(save(recipe, args.recipe_out))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(report_text(report))
+    return 0
+
+
 def cmd_load(args) -> int:
     from .load import main_load
     out = main_load(args)
@@ -337,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pair-seeds", type=int, default=0,
                    help="side-by-side runs of 100 words (seeds 0..N-1): identical words before the texts part")
     b.add_argument("--pair-prompt", default="The game was released in", help="prompt of those runs")
+
+    ins = _command(sub, "inspect", "where int8 loses and why it is faster: per-part error, sensitivity, time",
+                   cmd_inspect, split=True)
+    ins.add_argument("--variant", default="qint8", help="the variant to take apart against fp32")
+    ins.add_argument("--cache", help="folder for ONNX exports (default: $WLM_CACHE or data/cache)")
+    ins.add_argument("--derive-recipe", action="store_true",
+                     help="choose a mixed-precision plan from the sensitivities (wlm.recipe) and write it")
+    ins.add_argument("--budget-mb", type=float, default=31.0, help="size budget of the derived recipe (MB)")
+    ins.add_argument("--save-to", metavar="DIR",
+                     help="store the result in DIR, where the app finds it (data/results: shipped with the app)")
+    ins.add_argument("--recipe-out", default=str(Path(__file__).resolve().parent.parent / "data" / "recipes"
+                                                 / "qint8-mixed.json"), help="where the derived recipe goes")
 
     ld = sub.add_parser("load", help="load-test the demo on loopback: concurrent generate and measure users",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

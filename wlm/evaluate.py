@@ -65,6 +65,8 @@ class Comparison:
         bptt, batch_size: chunk length and number of columns (tutorial: 25 and 1).
         max_tokens: use only the first N ids of ``ids`` (None: all).
         autocast_dtype: run the forwards under ``torch.autocast`` (training's validation).
+        time_forward: also time each model's forward alone (``forward_seconds``), apart from
+            its log-softmax and loss.
     Example:
         >>> c = Comparison({"fp32": model, "qint8": qmodel}, corpus.test, max_tokens=5000)
         >>> while c.step(): pass
@@ -72,7 +74,7 @@ class Comparison:
     """
 
     def __init__(self, models: dict, ids: torch.Tensor, *, bptt: int = 25, batch_size: int = 1,
-                 max_tokens: int | None = None, autocast_dtype=None):
+                 max_tokens: int | None = None, autocast_dtype=None, time_forward: bool = False):
         if not models:
             raise ValueError("Comparison needs at least one model")
         if max_tokens is not None:
@@ -91,6 +93,8 @@ class Comparison:
         self.row = 0
         self.hidden = {n: m.init_hidden(batch_size) for n, m in self.models.items()}
         self.seconds = dict.fromkeys(self.models, 0.0)
+        self.forward_seconds = dict.fromkeys(self.models, 0.0)     # the forward alone (time_forward)
+        self.time_forward = time_forward
         self.loss_sum = dict.fromkeys(self.models, 0.0)
         self.wall = 0.0              # seconds inside step(): the models' own calls plus everything else
         # Per predicted token, for every model but the reference: flat arrays allocated once
@@ -133,6 +137,8 @@ class Comparison:
             t0 = time.perf_counter()
             with amp:
                 logits, hidden = model(x, self.hidden[name])
+            if self.time_forward:
+                self.forward_seconds[name] += time.perf_counter() - t0
             lp = torch.log_softmax(logits.reshape(-1, logits.size(-1)).float(), dim=-1)   # (T*B, ntoken)
             nll = -float(lp.gather(1, y.view(-1, 1)).sum())
             self.seconds[name] += time.perf_counter() - t0

@@ -2,7 +2,6 @@
 page: the table, the plots, the status line and the machine facts."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -11,7 +10,7 @@ import pandas as pd
 from .bench import machine_info
 from .download import SHA256
 from .results import rows_of
-from .svgplot import scatter_svg
+from .svgplot import lines_svg, scatter_svg
 
 FULL_SLICE = "all (245,569 tokens)"
 PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
@@ -46,11 +45,11 @@ class MeasureView:
         rows = rows_of(record)
         engines = record.get("engines", {})
         table = pd.DataFrame([self.table_row(m, engines.get(m.model, "")) for m in rows], columns=TABLE_COLUMNS)
-        return (table, self.size_frame(names, rows), self.time_frame(rows), self.kl_frame(rows),
+        return (table, self.size_frame(names, rows), self.time_frame(rows), self.kl_svg(rows),
                 *self.tradeoff_plots(rows), self.status(record, stored, self.live_cap), self.machine_markdown(threads))
 
     def empty(self, names, threads, status: str) -> tuple:
-        return (self.empty_table(), self.size_frame(names), self.time_frame([]), self.kl_frame([]),
+        return (self.empty_table(), self.size_frame(names), self.time_frame([]), self.kl_svg([]),
                 *self.tradeoff_plots([]), status, self.machine_markdown(threads))
 
     def status(self, record: dict, stored: bool, live_cap: int | None = None) -> str:
@@ -100,16 +99,12 @@ class MeasureView:
         return [m.model, engine, round(m.size_mb, 3), round(m.loss, 4), round(m.ppl, 2), round(m.seconds, 2),
                 round(m.tokens_per_s), round(m.speedup, 2), round(m.loss_change, 4), *agree]
 
-    def kl_frame(self, rows) -> pd.DataFrame:
-        """Mean KL(fp32 || model) per stretch of the test text, for a line plot. Without rows, one
-        empty (NaN) point per model: a native plot with ``color`` that starts with no rows draws
-        no marks after an update (gradio 6.31)."""
-        pts = [(m.model, (k + 0.5) * m.agreement.trace_bin_tokens, v)
-               for m in rows if m.agreement for k, v in enumerate(m.agreement.kl_trace)]
-        pts = pts or [(n, math.nan, math.nan) for n in self.models[1:]]
-        return pd.DataFrame({"model": pd.Series([p[0] for p in pts], dtype=object),
-                             "test token": pd.Series([p[1] for p in pts], dtype="float64"),
-                             "KL (nats)": pd.Series([p[2] for p in pts], dtype="float64")})
+    def kl_svg(self, rows) -> str:
+        """Mean KL(fp32 || model) per stretch of the test text, one named line per variant."""
+        series = {m.model: [((k + 0.5) * m.agreement.trace_bin_tokens, v) for k, v in enumerate(m.agreement.kl_trace)]
+                  for m in rows if m.agreement}
+        return lines_svg(series, "test token", "KL (nats)", "KL(fp32 ‖ variant) along the test text (mean per stretch)",
+                         self.colors, empty="no measurement yet")
 
     def tradeoff_plots(self, rows) -> tuple[str, str]:
         """Size vs loss change and speed vs loss change, every point named (inline SVG)."""

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from .quantize import SizeReport
+from .storage import atomic_write, write_json
 
 OPSET = 17
 KINDS = ("fp32", "int8", "int8-per-channel")
@@ -48,19 +49,6 @@ def cache_key(checkpoint_sha256: str) -> dict:
             "onnxruntime": onnxruntime.__version__, "opset": OPSET}
 
 
-def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and rename the result to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def export(model: nn.Module, path: Path) -> None:
     """The fp32 model as ONNX: inputs ids (seq, 1) int64, h0, c0; outputs logits, hn, cn."""
     was_training = model.training
@@ -70,7 +58,7 @@ def export(model: nn.Module, path: Path) -> None:
     try:
         with _BUILD_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")       # the TorchScript exporter's notes on LSTM and dropout
-            _atomic(path, lambda tmp: torch.onnx.export(
+            atomic_write(path, lambda tmp: torch.onnx.export(
                 model, (ids, hidden), tmp, dynamo=False, opset_version=OPSET,
                 input_names=["ids", "h0", "c0"], output_names=["logits", "hn", "cn"],
                 dynamic_axes={"ids": {0: "seq"}, "logits": {0: "seq"}}))
@@ -127,9 +115,9 @@ def _build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, pro
             progress("quantizing the ONNX model to int8 (onnxruntime.quantization.quantize_dynamic)")
         import logging
         logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))   # its pre-processing hint
-        _atomic(path, lambda tmp: quantize_dynamic(src, tmp, weight_type=QuantType.QInt8,
-                                                   per_channel=kind == "int8-per-channel"))
-    _atomic(manifest, lambda tmp: Path(tmp).write_text(json.dumps(key, indent=1)))
+        atomic_write(path, lambda tmp: quantize_dynamic(src, tmp, weight_type=QuantType.QInt8,
+                                     per_channel=kind == "int8-per-channel"))
+    write_json(manifest, key)
     return path
 
 
@@ -164,10 +152,11 @@ class OrtModel(nn.Module):
     runs next, and disturb its timing.
     """
 
-    def __init__(self, path: Path, nlayers: int, nhid: int, thread_counts: tuple[int, ...] | None = None):
+    def __init__(self, path: Path, nlayers: int, nhid: int, thread_counts: tuple[int, ...] | None = None,
+                 profile: bool = False):
         super().__init__()
         self.path, self.nlayers, self.nhid = Path(path), nlayers, nhid
-        self.thread_counts = thread_counts
+        self.thread_counts, self.profile = thread_counts, profile
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
 
@@ -183,8 +172,16 @@ class OrtModel(nn.Module):
                 so.intra_op_num_threads, so.inter_op_num_threads = n, 1
                 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 so.log_severity_level = 3
+                if self.profile:                 # per-node times (wlm.inspection); files in the temp folder
+                    so.enable_profiling = True
+                    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"wlm-ort-profile-{os.getpid()}")
                 self._sessions[n] = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
             return self._sessions[n]
+
+    def end_profiling(self) -> str:
+        """Stop profiling (``profile=True``) and return the profile file of the session in use."""
+        with self._lock:
+            return self._sessions[torch.get_num_threads()].end_profiling()
 
     def init_hidden(self, bsz: int):
         if bsz != 1:

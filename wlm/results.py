@@ -14,14 +14,16 @@ import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from .bench import Measurement
 from .evaluate import Agreement
+from .storage import write_json
 
 FORMAT = "wlm-measurement/2"
 KEY_FIELDS = ("slice", "threads", "variants", "test_sha256", "checkpoint_sha256", "cpu", "versions")
+INSPECTION_FORMAT = "wlm-inspection/1"
+INSPECTION_KEY_FIELDS = ("slice", "threads", "variant", "test_sha256", "checkpoint_sha256", "cpu", "versions")
 
 
 def versions() -> dict:
@@ -50,8 +52,17 @@ def make_record(*, slice_label: str, threads: int, variants: list[str], rows: li
             "tokens": rows[0].tokens, "rows": [m.to_dict() for m in rows]}
 
 
-def key_of(record: dict) -> str:
-    key = json.dumps({k: record.get(k) for k in KEY_FIELDS}, sort_keys=True)
+def make_inspection_record(*, slice_label: str, threads: int, variant: str, report: dict, machine: dict,
+                           checkpoint_sha256: str, test_sha256: str, source: str = "app") -> dict:
+    """An inspection (``wlm.inspection``) as stored."""
+    return {"format": INSPECTION_FORMAT, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "slice": slice_label, "threads": threads, "variant": variant, "test_sha256": test_sha256,
+            "checkpoint_sha256": checkpoint_sha256, "cpu": machine.get("cpu"), "versions": versions(),
+            "machine": machine, "source": source, "report": report}
+
+
+def key_of(record: dict, fields=KEY_FIELDS) -> str:
+    key = json.dumps({k: record.get(k) for k in fields}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -68,28 +79,26 @@ def select(record: dict, variants: list[str]) -> dict:
 
 
 class ResultStore:
-    """Measurement records: written to ``folder``, read from it and from ``shipped`` folders."""
+    """Records of one kind (measurements by default; ``inspections()`` for the other kind):
+    written to ``folder``, read from it and from ``shipped`` folders."""
 
-    def __init__(self, folder: str | os.PathLike, shipped: list[str | os.PathLike] = ()):
+    def __init__(self, folder: str | os.PathLike, shipped: list[str | os.PathLike] = (), *,
+                 fmt: str = FORMAT, prefix: str = "measure", key_fields=KEY_FIELDS):
         self.folder = Path(folder)
         self.shipped = [Path(p) for p in shipped]
+        self.fmt, self.prefix, self.key_fields = fmt, prefix, key_fields
+
+    def inspections(self) -> "ResultStore":
+        """The store of inspections beside this one (same folders)."""
+        return ResultStore(self.folder, self.shipped, fmt=INSPECTION_FORMAT, prefix="inspect",
+                           key_fields=INSPECTION_KEY_FIELDS)
 
     def path(self, record_or_key: dict) -> Path:
-        return self.folder / f"measure-{key_of(record_or_key)}.json"
+        return self.folder / f"{self.prefix}-{key_of(record_or_key, self.key_fields)}.json"
 
     def save(self, record: dict) -> Path:
         """Write the record atomically (temporary file, then rename); returns its path."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.path(record)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".measure-", suffix=".part")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, indent=1)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return write_json(self.path(record), record)
 
     def lookup(self, variants: list[str], **match) -> dict | None:
         """The newest record whose fields equal ``match`` (e.g. slice, threads, test and
@@ -99,16 +108,21 @@ class ResultStore:
                  and set(variants) <= set(r.get("variants", ())) and r.get("variants", [None])[0] == variants[0]]
         return select(found[-1], variants) if found else None
 
+    def find(self, **match) -> dict | None:
+        """The newest record whose fields equal ``match``, or None."""
+        found = [r for r in self.all() if all(r.get(k) == v for k, v in match.items())]
+        return found[-1] if found else None
+
     def all(self) -> list[dict]:
         """Every readable record of this format, oldest first (unreadable files count as none)."""
         out = []
         for folder in (self.folder, *self.shipped):
-            for p in sorted(folder.glob("measure-*.json")):
+            for p in sorted(folder.glob(f"{self.prefix}-*.json")):
                 try:
                     record = json.loads(p.read_text())
                 except (OSError, ValueError):
                     continue
-                if isinstance(record, dict) and record.get("format") == FORMAT:
+                if isinstance(record, dict) and record.get("format") == self.fmt:
                     record["shipped"] = folder != self.folder
                     out.append(record)
         return sorted(out, key=lambda r: r.get("when", ""))

@@ -19,6 +19,13 @@ import torch.nn as nn
 from . import onnx_engine
 from .checkpoint import Checkpoint
 from .quantize import QuantRecipe, SizeReport, model_size, quantize
+from .recipe import RECIPE_FILE
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """A recipe chosen by ``wlm.recipe`` and stored as data: each part's precision."""
+    path: Path
 
 REFERENCE = "fp32"
 DEFAULT_CACHE = Path("data/cache")
@@ -29,7 +36,8 @@ class VariantSpec:
     name: str
     engine: str                    # "torch" or "onnxruntime"
     recipe: str                    # what is quantized, and how
-    recipe_config: QuantRecipe | str | None = None    # torch: a QuantRecipe; onnxruntime: "fp32" / "int8"
+    recipe_config: QuantRecipe | PlanFile | str | None = None   # torch: a QuantRecipe or a plan file;
+    # onnxruntime: "fp32" / "int8" / "int8-per-channel"
 
 
 VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
@@ -43,6 +51,9 @@ VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
     VariantSpec("fp16", "torch", "LSTM + Linear weights fp16, dynamic", QuantRecipe(dtype="float16")),
     VariantSpec("qint8-lstm-only", "torch", "LSTM weights int8 only", QuantRecipe(modules=("LSTM",))),
     VariantSpec("qint8-linear-only", "torch", "decoder weights int8 only", QuantRecipe(modules=("Linear",))),
+    VariantSpec("qint8-mixed", "torch", "chosen by the analysis (`wlm inspect --derive-recipe`): each part int8 "
+                "per tensor, per channel, 8-bit rows or fp32, the least summed single-part KL within 31 MB",
+                PlanFile(RECIPE_FILE)),
     VariantSpec("ort-fp32", "onnxruntime", "the fp32 model exported to ONNX (opset 17)", "fp32"),
     VariantSpec("ort-int8", "onnxruntime", "onnxruntime quantize_dynamic, QInt8 weights: LSTM, MatMul, Gather "
                 "(the embedding)", "int8"),
@@ -67,7 +78,14 @@ def unavailable(name: str) -> str | None:
     """None if the variant can be built here, else why not."""
     if name not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}")
-    return onnx_engine.available() if VARIANTS[name].engine == "onnxruntime" else None
+    spec = VARIANTS[name]
+    if isinstance(spec.recipe_config, PlanFile):
+        from .recipe import load_plan
+        try:
+            load_plan(spec.recipe_config.path)
+        except ValueError as e:
+            return str(e)
+    return onnx_engine.available() if spec.engine == "onnxruntime" else None
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
@@ -83,6 +101,11 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
     if why:
         raise RuntimeError(f"{name}: {why}")
     spec = VARIANTS[name]
+    if spec.engine == "torch" and isinstance(spec.recipe_config, PlanFile):
+        from .layerwise import quantize_plan
+        from .recipe import describe, load_plan
+        model = quantize_plan(ckpt.model, load_plan(spec.recipe_config.path))
+        return Variant(spec, model, model_size(model), f"{model}\n\n# plan: {describe(model.plan)}")
     if spec.engine == "torch":
         model = ckpt.model if spec.recipe_config is None else quantize(ckpt.model, spec.recipe_config)
         return Variant(spec, model, model_size(model), str(model))

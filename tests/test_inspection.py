@@ -76,6 +76,7 @@ def test_the_mixed_variant_is_taken_apart_by_its_own_plan(ckpt, tiny_corpus, tmp
                         variants.VariantSpec("qint8-mixed", "torch", "test", variants.PlanFile(f)))
     r = run(ckpt, "qint8-mixed", tiny_corpus.test, tokens=200)
     assert r["plan"] == plan and r["modules"][2]["weight_sqnr_db"] is None and r["modules"][1]["weight_sqnr_db"] > 10
+    assert all(r["time"]["qint8-mixed"]["parts"][p] > 0 for p in ("embedding", "lstm", "decoder"))   # split LSTM timed
 
 
 @pytest.mark.wikitext

@@ -51,18 +51,22 @@ class PartTimer:
         self.active = False
         self._wrapped = []
         for name, attr in TIMED_PARTS:
-            module = getattr(model, attr)
-            forward = module.forward
+            part = getattr(model, attr)       # a split model's LSTM is a list of one-layer LSTMs
+            for module in (part if isinstance(part, torch.nn.ModuleList) else [part]):
+                self._wrap(module, name)
 
-            def timed(*args, _f=forward, _n=name, **kw):
-                if not self.active:
-                    return _f(*args, **kw)
-                t0 = time.perf_counter()
-                out = _f(*args, **kw)
-                self.seconds[_n] += time.perf_counter() - t0
-                return out
-            module.forward = timed
-            self._wrapped.append(module)
+    def _wrap(self, module, name: str) -> None:
+        forward = module.forward
+
+        def timed(*args, **kw):
+            if not self.active:
+                return forward(*args, **kw)
+            t0 = time.perf_counter()
+            out = forward(*args, **kw)
+            self.seconds[name] += time.perf_counter() - t0
+            return out
+        module.forward = timed
+        self._wrapped.append(module)
 
     def close(self) -> None:
         for module in self._wrapped:

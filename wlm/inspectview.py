@@ -107,6 +107,9 @@ def summary(report: dict) -> str:
              f"top-1 {e['top1']:.1%}."]
     parts.append(f"The part that costs most, quantized alone, is **{worst['part']} ({worst['option']})**: KL "
                  f"{worst['kl']:.5f}, top-1 {worst['top1']:.1%}.")
+    own = [s for s in sens if (s["part"], s["option"]) in _plan_items(report)]
+    if own and (own[0]["part"], own[0]["option"]) != (worst["part"], worst["option"]):
+        parts.append(f"Of {v}'s own choices it is {own[0]['part']} ({own[0]['option']}): KL {own[0]['kl']:.5f}.")
     if total_alone > 0:
         parts.append(f"The single-part KLs of {v}'s own parts add up to {total_alone:.5f}, against {e['kl']:.5f} "
                      f"measured end to end.")

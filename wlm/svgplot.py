@@ -71,8 +71,10 @@ def scatter_svg(points: list[tuple[str, float, float]], xlabel: str, ylabel: str
 # ---------------------------------------------------------------------------- more charts
 # The same frame for bars, stacked bars, histograms and lines; each series named in a legend
 # on the right, each mark carrying a <title> (hover) with its name and value.
-def _frame(title: str, xlabel: str, ylabel: str, h: int = H) -> tuple[list[str], tuple[float, float, float, float]]:
-    x0, x1, y0, y1 = LEFT, W - RIGHT, TOP, h - BOTTOM
+def _frame(title: str, xlabel: str, ylabel: str, h: int = H,
+           bottom: int = BOTTOM) -> tuple[list[str], tuple[float, float, float, float]]:
+    """The chart's frame, ``bottom`` pixels above its lower edge (room for the x labels)."""
+    x0, x1, y0, y1 = LEFT, W - RIGHT, TOP, h - bottom
     out = [f'<svg viewBox="0 0 {W} {h}" width="100%" role="img" aria-label="{html.escape(title)}" '
            f'xmlns="http://www.w3.org/2000/svg" style="font: 12px sans-serif; max-width: {W}px">',
            f'<text x="{W / 2}" y="18" text-anchor="middle" style="font-weight: 600">{html.escape(title)}</text>',
@@ -121,9 +123,11 @@ def bars_svg(categories: list[str], series: dict[str, list[float | None]], ylabe
     colors = colors or {}
     tr = (lambda v: math.log10(v) if v is not None and math.isfinite(v) and v > 0 else None) if log_y else \
         (lambda v: v if v is not None and math.isfinite(v) else None)                     # noqa: E731
-    tilt = bool(categories) and max(len(c) for c in categories) * 6 > (W - RIGHT - LEFT) / len(categories)
-    out, box = _frame(title, "", ylabel + (" (log10)" if log_y else ""),
-                      h=H + 6 * max(len(c) for c in categories) // 2 if tilt else H)   # room for slanted labels
+    longest = max((len(c) for c in categories), default=0)
+    tilt = bool(categories) and longest * 6 > (W - RIGHT - LEFT) / len(categories)
+    # slanted labels (55 degrees, ~5.5 px a character at 10 px) need this much below the axis
+    below = max(BOTTOM, round(16 + 4.6 * longest)) if tilt else BOTTOM
+    out, box = _frame(title, "", ylabel + (" (log10)" if log_y else ""), h=H - BOTTOM + below, bottom=below)
     vals = [tr(v) for vs in series.values() for v in vs if tr(v) is not None]
     if not categories or not vals:
         return _empty(out, box, empty)
@@ -134,7 +138,7 @@ def bars_svg(categories: list[str], series: dict[str, list[float | None]], ylabe
     bw = gw * 0.8 / len(names)
     for i, cat in enumerate(categories):
         cx = x0 + gw * (i + 0.5)
-        label = (f'<text x="{cx:.1f}" y="{y1 + 12}" text-anchor="end" transform="rotate(-35 {cx:.1f} {y1 + 12})" '
+        label = (f'<text x="{cx:.1f}" y="{y1 + 12}" text-anchor="end" transform="rotate(-55 {cx:.1f} {y1 + 12})" '
                  f'style="font-size: 10px">' if tilt else
                  f'<text x="{cx:.1f}" y="{y1 + 14}" text-anchor="middle" style="font-size: 10px">')
         out.append(label + f'{html.escape(cat)}</text>')

@@ -150,6 +150,7 @@ class QuantDemo:
         self._lock = threading.Lock()
         self.store = ResultStore(cache_dir(cfg.cache) / "results",
                                  shipped=[cfg.shipped_results] if cfg.shipped_results else [])
+        self.inspections = self.store.inspections()
         self.view = MeasureView([REFERENCE, *self.choices], self._built_sizes, self.data_dir / "test.txt",
                                 self.ckpt.provenance, cfg.threads, cfg.max_live_model_tokens)
         self.inspect_view = InspectView()
@@ -295,8 +296,8 @@ class QuantDemo:
         threads = self._threads(threads)
         names = self._names(variants)
         fresh = _as_bool("fresh", fresh)
-        match, machine = self._match(slice_label, threads)
-        stored = self.store.lookup(names, **match, cpu=machine["cpu"], versions=result_versions())
+        match, machine = self._match(slice_label, threads), machine_info(threads)
+        stored = self.store.lookup(names, **match, **self._here(machine))
         if stored and not fresh:
             return self.view.record(stored, names, threads, stored=True)
         work = self._slice_tokens(SLICES[slice_label]) * len(names)
@@ -329,10 +330,7 @@ class QuantDemo:
         record = make_record(slice_label=slice_label, threads=threads, variants=names, rows=rows,
                              engines={n: v.spec.engine for n, v in built.items()}, machine=machine,
                              checkpoint_sha256=self.ckpt.sha256, test_sha256=test_sha, timing=timing)
-        try:
-            self.store.save(record)
-        except OSError:
-            pass                         # a read-only disk costs the memory of the result, not the result
+        self._keep(self.store, record)
         return self.view.record(record, names, threads, stored=False)
 
     def _slice_tokens(self, first: int | None) -> int:
@@ -343,22 +341,32 @@ class QuantDemo:
             return nominal - 1
         return min(nominal, len(self._test_split())) - 1
 
-    def _match(self, slice_label: str, threads: int) -> tuple[dict, dict]:
-        """The fields that make two measurements the same one (but for the machine), and this
-        machine's facts at ``threads``."""
-        machine = machine_info(threads)
-        return ({"slice": slice_label, "threads": threads, "test_sha256": self._test_sha256(),
-                 "checkpoint_sha256": self.ckpt.sha256}, machine)
+    def _match(self, slice_label: str, threads: int, **more) -> dict:
+        """The fields that make two stored results the same one, but for the machine."""
+        return {"slice": slice_label, "threads": threads, "test_sha256": self._test_sha256(),
+                "checkpoint_sha256": self.ckpt.sha256, **more}
+
+    @staticmethod
+    def _here(machine: dict) -> dict:
+        """The fields that say a stored result was taken on this machine, with these libraries."""
+        return {"cpu": machine["cpu"], "versions": result_versions()}
+
+    @staticmethod
+    def _keep(store: ResultStore, record: dict) -> None:
+        try:
+            store.save(record)
+        except OSError:
+            pass                         # a read-only disk costs the memory of the result, not the result
 
     def initial_view(self) -> tuple:
         """What the Measure panel shows on page load: the full test split for fp32 and the
         tutorial's qint8 (measured here, else shipped with the app or measured elsewhere), else
         the default slice measured here, else an empty state that says what Measure will do."""
         threads, names = self.cfg.threads, [REFERENCE, DEFAULT_VARIANT]
-        here = {"cpu": machine_info(threads)["cpu"], "versions": result_versions()}
-        full = self._match(FULL_SLICE, threads)[0]
+        here = self._here(machine_info(threads))
+        full = self._match(FULL_SLICE, threads)
         record = (self.store.lookup(names, **full, **here) or self.store.lookup(names, **full)
-                  or self.store.lookup(names, **self._match(DEFAULT_SLICE, threads)[0], **here))
+                  or self.store.lookup(names, **self._match(DEFAULT_SLICE, threads), **here))
         if record:
             return self.view.record(record, names, threads, stored=True)
         return self.view.empty(names, threads, "No measurement yet: click **Measure**. " + self.data_status())
@@ -377,12 +385,9 @@ class QuantDemo:
             raise ValueError(f"slice must be one of {', '.join(INSPECT_SLICES)}, got {slice_label!r}")
         fresh = _as_bool("fresh", fresh)
         threads = self.cfg.threads
-        machine = machine_info(threads)
-        match = {"slice": slice_label, "threads": threads, "variant": name, "test_sha256": self._test_sha256(),
-                 "checkpoint_sha256": self.ckpt.sha256}
-        store = self.store.inspections()
-        here = {"cpu": machine["cpu"], "versions": result_versions()}
-        stored = store.find(**match, **here)
+        match, machine = self._match(slice_label, threads, variant=name), machine_info(threads)
+        store = self.inspections
+        stored = store.find(**match, **self._here(machine))
         if stored and not fresh:
             return self.inspect_view.record(stored)
         models = 2 + len(alone_parts(self.ckpt.model.config)) + (3 if VARIANTS[name].engine == "torch" else 0)
@@ -416,19 +421,14 @@ class QuantDemo:
         record = make_inspection_record(slice_label=slice_label, threads=threads, variant=name, report=report,
                                         machine=machine, checkpoint_sha256=self.ckpt.sha256,
                                         test_sha256=self._test_sha256())
-        try:
-            store.save(record)
-        except OSError:
-            pass
+        self._keep(store, record)
         return self.inspect_view.record(record, stored=False)
 
     def initial_inspection(self) -> tuple:
         """What the panel shows on page load: the full test split for the tutorial's qint8 if
-        it is stored (shipped with the app), else the default slice stored here, else nothing."""
-        store = self.store.inspections()
+        it is stored (shipped with the app), else the default slice if stored, else nothing."""
         for slice_label in (FULL_SLICE, DEFAULT_INSPECT_SLICE):
-            record = store.find(slice=slice_label, threads=self.cfg.threads, variant=DEFAULT_VARIANT,
-                                test_sha256=self._test_sha256(), checkpoint_sha256=self.ckpt.sha256)
+            record = self.inspections.find(**self._match(slice_label, self.cfg.threads, variant=DEFAULT_VARIANT))
             if record:
                 return self.inspect_view.record(record)
         return self.inspect_view.empty("No analysis yet: click **Analyse**.")

@@ -45,6 +45,17 @@ def _seed(s: str) -> int:
     return v
 
 
+def _command_line(args) -> str:
+    """The command that was run, for the records it writes."""
+    return "python -m wlm " + " ".join(args.argv)
+
+
+def _slice_label(max_tokens: int | None) -> str:
+    """The app's name of the first ``max_tokens`` test tokens (None: the whole split)."""
+    from .measureview import FULL_SLICE
+    return FULL_SLICE if max_tokens is None else f"{max_tokens:,} tokens"
+
+
 def _variant_names():
     from .variants import VARIANTS
     return VARIANTS
@@ -84,7 +95,7 @@ def cmd_train(args) -> int:
     factory = _tqdm_factory("batch", args.json)
     record = train(cfg, resume=args.resume, log=log,
                    progress_factory=lambda epoch: factory(f"epoch {epoch}" if epoch else "test"))
-    record["command"] = "python -m wlm " + " ".join(args.argv)
+    record["command"] = _command_line(args)
     record_path = args.record or str(Path(cfg.out).with_suffix(".train.json"))
     with open(record_path, "w") as f:
         json.dump(record, f, indent=1)
@@ -145,7 +156,7 @@ def cmd_generate(args) -> int:
     if unknown:
         print(f"note: not in the vocabulary, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
     words = []
-    from .evaluate import num_threads
+    from .threads import num_threads
     with num_threads(args.threads):
         for w in generate(model, ckpt.dictionary, cfg):
             words.append(w)
@@ -192,11 +203,11 @@ def cmd_bench(args) -> int:
         from .download import sha256_file
         from .results import ResultStore, make_record
         from .variants import cache_dir
-        label = "all (245,569 tokens)" if args.max_tokens is None else f"{args.max_tokens:,} tokens"
+        label = _slice_label(args.max_tokens)
         record = make_record(slice_label=label, threads=args.threads, variants=names, rows=rows,
                              engines={n: v.spec.engine for n, v in variants.items()}, machine=info,
                              checkpoint_sha256=ckpt.sha256, test_sha256=sha256_file(corpus.path / "test.txt"),
-                             source="python -m wlm " + " ".join(args.argv),
+                             source=_command_line(args),
                              timing={"wall_s": timing["wall_s"][0], "models_s": timing["models_s"][0]})
         record["speed"], record["generation"] = speed, gen
         folder = Path(args.save_to) if args.save_to else cache_dir(args.cache) / "results"
@@ -226,7 +237,7 @@ def cmd_bench(args) -> int:
 def cmd_inspect(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import Corpus
-    from .evaluate import num_threads
+    from .threads import num_threads
     from .inspection import Inspection
     from .inspectview import report_text
     from .progress import TqdmProgress
@@ -250,19 +261,19 @@ def cmd_inspect(args) -> int:
         from .bench import machine_info
         from .download import sha256_file
         from .results import ResultStore, make_inspection_record
-        label = "all (245,569 tokens)" if args.max_tokens is None else f"{args.max_tokens:,} tokens"
+        label = _slice_label(args.max_tokens)
         record = make_inspection_record(slice_label=label, threads=args.threads, variant=args.variant, report=report,
                                         machine=machine_info(args.threads), checkpoint_sha256=ckpt.sha256,
                                         test_sha256=sha256_file(corpus.path / "test.txt"),
-                                        source="python -m wlm " + " ".join(args.argv))
+                                        source=_command_line(args))
         print(f"stored: {ResultStore(args.save_to).inspections().save(record)}", file=sys.stderr)
     if args.derive_recipe:
-        from .recipe import derive, save
+        from .recipe import RECIPE_FILE, derive, save
         recipe = derive(report, args.budget_mb, report["size_overhead_mb"])
-        recipe["command"] = "python -m wlm " + " ".join(args.argv)
+        recipe["command"] = _command_line(args)
         recipe["checkpoint_sha256"] = ckpt.sha256
         report["recipe"] = recipe
-        report["recipe_file"] = str(save(recipe, args.recipe_out))
+        report["recipe_file"] = str(save(recipe, args.recipe_out or RECIPE_FILE))
     if args.json:
         print(json.dumps(report))
         return 0
@@ -394,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--budget-mb", type=float, default=31.0, help="size budget of the derived recipe (MB)")
     ins.add_argument("--save-to", metavar="DIR",
                      help="store the result in DIR, where the app finds it (data/results: shipped with the app)")
-    ins.add_argument("--recipe-out", default=str(Path(__file__).resolve().parent.parent / "data" / "recipes"
-                                                 / "qint8-mixed.json"), help="where the derived recipe goes")
+    ins.add_argument("--recipe-out", default=None,
+                     help="where the derived recipe goes (default: data/recipes/qint8-mixed.json, the variant's)")
 
     ld = sub.add_parser("load", help="load-test the demo on loopback: concurrent generate and measure users",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -23,7 +23,7 @@ import torch
 from .data import batchify, get_batch
 from .model import detach_hidden
 from .progress import Progress
-from .threads import num_threads  # noqa: F401  (re-exported: wlm.evaluate.num_threads)
+from .threads import num_threads
 
 TRACE_BINS = 100
 AGREEMENT_BLOCK_ROWS = 3     # rows of the agreement metrics at a time: 4 arrays x 3 rows x 133 KB stay in a 2 MB L2

@@ -30,15 +30,14 @@ from .data import batchify, get_batch
 from .evaluate import Comparison
 from .model import detach_hidden
 
-ALONE = [*[(f"lstm.{k}", "int8") for k in range(64)], ("decoder", "int8"), ("decoder", "int8-per-channel"),
-         ("embedding", "8bit-rows")]
 TIMED_PARTS = (("embedding", "encoder"), ("lstm", "rnn"), ("decoder", "decoder"))
 
 
 def alone_parts(config) -> list[tuple[str, str]]:
-    """(part, option) pairs quantized one at a time: each LSTM layer int8, the decoder per
-    tensor and per channel, the embedding as 8-bit rows."""
-    return [(p, o) for p, o in ALONE if not p.startswith("lstm.") or int(p.split(".")[1]) < config.nlayers]
+    """(part, option) pairs quantized one at a time: every option of every part but fp32
+    (``wlm.layerwise.PART_OPTIONS``), the embedding last."""
+    embedding, *rest = lw.parts(config)
+    return [(p, o) for p in (*rest, embedding) for o in lw.PART_OPTIONS[lw.kind_of(p)] if o != "fp32"]
 
 
 class PartTimer:
@@ -214,7 +213,7 @@ class Inspection:
                 "shadow_sqnr_db": fin(self.err[p]["shadow"].db) if self.quant else None,
                 "running_sqnr_db": fin(self.err[p]["running"].db) if self.quant else None,
                 "alone_option": alone_option, "alone_dloss": a["dloss"], "alone_kl": a["kl"], "alone_top1": a["top1"]})
-        sizes = {p: {o: lw.part_mb(lw.quantize_part(self.split.part(p), o) if o != "fp32" else self.split.part(p))
+        sizes = {p: {o: lw.part_mb((self.alone[(p, o)] if o != "fp32" else self.split).part(p))
                      for o in lw.PART_OPTIONS[lw.kind_of(p)]} for p in lw.parts(cfg)}
         whole = lw.part_mb(self.split)          # the file of the whole model, against its parts' files
         self._report = {

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .measureview import FULL_SLICE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -158,7 +160,7 @@ def run_loop(url: str, *, generate_users: int = 8, seconds: float = 120.0, words
 def _wait_during_full_split(factory, words: int) -> float:
     """Start a full-split measurement, then time one Generate sent while it runs."""
     client = factory()
-    job = client.submit("all (245,569 tokens)", 1, ["qint8"], api_name="/measure")
+    job = client.submit(FULL_SLICE, 1, ["qint8"], api_name="/measure")
     time.sleep(3.0)
     t0 = time.perf_counter()
     factory().predict("The game was released in", words, 1.0, 0, False, "qint8", api_name="/generate")

@@ -104,13 +104,13 @@ class ResultStore:
         """The newest record whose fields equal ``match`` (e.g. slice, threads, test and
         checkpoint sha256, and cpu and versions for this machine only) and which measured every
         one of ``variants``, cut down to them (``select``); None if there is none."""
-        found = [r for r in self.all() if all(r.get(k) == v for k, v in match.items())
-                 and set(variants) <= set(r.get("variants", ())) and r.get("variants", [None])[0] == variants[0]]
-        return select(found[-1], variants) if found else None
+        found = self.find(lambda r: set(variants) <= set(r.get("variants", ()))
+                          and r.get("variants", [None])[0] == variants[0], **match)
+        return select(found, variants) if found else None
 
-    def find(self, **match) -> dict | None:
-        """The newest record whose fields equal ``match``, or None."""
-        found = [r for r in self.all() if all(r.get(k) == v for k, v in match.items())]
+    def find(self, where=lambda record: True, **match) -> dict | None:
+        """The newest record whose fields equal ``match`` and for which ``where`` holds, or None."""
+        found = [r for r in self.all() if all(r.get(k) == v for k, v in match.items()) and where(r)]
         return found[-1] if found else None
 
     def all(self) -> list[dict]:

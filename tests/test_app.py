@@ -1,6 +1,7 @@
 """The demo's event handlers (wlm.app), called directly: no server."""
 import html
 import json
+import logging
 import re
 import shutil
 import threading
@@ -8,7 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from wlm.app import DEFAULT_SLICE, FULL_SLICE, SLICES, TABLE_COLUMNS, AppConfig, QuantDemo
+from wlm.app import DEFAULT_SLICE, FULL_SLICE, SLICES, AppConfig, QuantDemo
+from wlm.inspectview import OUTPUTS as INSPECT_OUTPUTS
+from wlm.measureview import OUTPUTS, TABLE_COLUMNS
 from wlm.download import SHA256
 
 JOIN_S = 120          # no test thread may outlive this
@@ -41,8 +44,8 @@ def pane_words(pane_html: str) -> list[str]:
 
 
 def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
-    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)        # every word an update
-    updates = list(app.generate("w1 w2 zebra", 20, 1.0, 4, False))
+    monkeypatch.setattr("wlm.sidebyside.STREAM_INTERVAL_S", 0.0)        # every word an update
+    updates = list(app.side.generate("w1 w2 zebra", 20, 1.0, 4, False))
     assert len(updates) == 20
     left, right, ls, rs, notes, parting = updates[-1]
     assert left.count("wlm-prompt") == 3 and "zebra" in left
@@ -54,7 +57,7 @@ def test_generate_streams_both_panes_and_finishes_with_stats(app, monkeypatch):
     assert "`--variant qint8`" in notes
     assert "`zebra`" in notes
     assert len(updates[5][0]) < len(left)                          # panes grow word by word
-    again = list(app.generate("w1 w2 zebra", 20, 1.0, 4, False))[-1]
+    again = list(app.side.generate("w1 w2 zebra", 20, 1.0, 4, False))[-1]
     assert again[:2] == (left, right)                              # same seed, same text
 
 
@@ -63,7 +66,7 @@ def test_parting_is_marked_with_both_top_words(app):
     boxed word in both panes and a table with each model's top 5 and both drawn words."""
     parted = 0
     for seed in range(8):
-        *_, last = app.generate("", 60, 1.0, seed, True)
+        *_, last = app.side.generate("", 60, 1.0, seed, True)
         left, right, _, _, notes, parting = last
         if "Identical for the first" not in notes:
             assert "same 60 words" in notes and parting == "" and "wlm-diverge" not in left
@@ -83,9 +86,9 @@ def test_parting_is_marked_with_both_top_words(app):
 
 
 def test_raw_toggle_shows_tokens(app):
-    *_, last = app.generate("w1 @-@ w2", 3, 0, 0, True)
+    *_, last = app.side.generate("w1 @-@ w2", 3, 0, 0, True)
     assert "@-@" in last[0]
-    *_, last = app.generate("w1 @-@ w2", 3, 0, 0, False)
+    *_, last = app.side.generate("w1 @-@ w2", 3, 0, 0, False)
     assert "@-@" not in last[0]
 
 
@@ -98,7 +101,7 @@ def test_raw_toggle_shows_tokens(app):
 ])
 def test_bad_generation_input_is_a_clear_error(app, args, field):
     with pytest.raises(ValueError, match=field):
-        list(app.generate(*args))
+        list(app.side.generate(*args))
 
 
 def test_seeds_are_exact_up_to_2_63_and_match_the_command_line(app):
@@ -107,7 +110,7 @@ def test_seeds_are_exact_up_to_2_63_and_match_the_command_line(app):
     from tests.test_cli import run
     texts = {}
     for seed in (2**63 - 1, 2**60 + 1, 2**60, str(2**63 - 1)):
-        *_, last = app.generate("w3", 30, 1.0, seed, True)
+        *_, last = app.side.generate("w3", 30, 1.0, seed, True)
         texts[seed] = pane_words(last[0]), pane_words(last[1])
     assert texts[2**63 - 1] == texts[str(2**63 - 1)]
     assert texts[2**60 + 1] != texts[2**60]
@@ -127,7 +130,7 @@ def test_each_step_of_a_generate_runs_at_the_apps_thread_count_on_any_os_thread(
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
-    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)        # every word an update, every one a next()
+    monkeypatch.setattr("wlm.sidebyside.STREAM_INTERVAL_S", 0.0)        # every word an update, every one a next()
     seen = []
     models = [app.variants.get(n).model for n in ("fp32", "qint8")]
     for m in models:
@@ -136,7 +139,7 @@ def test_each_step_of_a_generate_runs_at_the_apps_thread_count_on_any_os_thread(
     workers = [ThreadPoolExecutor(max_workers=1) for _ in range(4)]
     try:
         assert [w.submit(torch.get_num_threads).result(JOIN_S) for w in workers] == [2] * 4    # started at 2
-        gen = app.generate("w1", 40, 1.0, 0, False)
+        gen = app.side.generate("w1", 40, 1.0, 0, False)
         updates = []
         while (out := workers[len(updates) % 4].submit(next, gen, None).result(JOIN_S)) is not None:
             updates.append(out)
@@ -153,45 +156,59 @@ def test_each_step_of_a_generate_runs_at_the_apps_thread_count_on_any_os_thread(
 @pytest.mark.parametrize("bad", [0, 3, 4, 64, "64", 1.5, True, "two"])
 def test_threads_outside_the_allowed_counts_are_refused_naming_them(app, bad):
     with pytest.raises(ValueError, match=r"threads must be one of 1, 2 \(the page's choices 1, 2, 4 that fit"):
-        app.measure("2,000 tokens", bad)
+        app.measure.measure("2,000 tokens", bad)
+
+
+def M(out: tuple) -> dict:
+    """A Measure panel's outputs by name."""
+    assert len(out) == len(OUTPUTS)
+    return dict(zip(OUTPUTS, out))
 
 
 def test_measure_fills_table_plots_and_status(app):
     calls = []
-    table, size, times, kl, trade, _, status, machine = app.measure("2,000 tokens", 1, fresh=True,
-                                                                     progress=lambda d, t: calls.append((d, t)))
+    out = M(app.measure.measure("2,000 tokens", 1, fresh=True, progress=lambda d, t: calls.append((d, t))))
+    table, trade, status = out["table"], out["size_trade"], out["status"]
     assert list(table.columns) == TABLE_COLUMNS and list(table["model"]) == ["fp32", "qint8"]
     assert list(table["engine"]) == ["torch", "torch"] and trade.count('class="point"') == 2
     assert "<title>qint8: size (MB)" in trade and ">fp32</text>" in trade
-    n = min(2000, len(app._test_split())) - 1
-    assert f"{n:,} test tokens, 1 thread." in status and ("faster" in status or "slower" in status)
+    n = min(2000, len(app.test_split())) - 1
+    assert f"2 models on {n:,} test tokens" in status and "Measured live" in status
     assert table["size MB"][1] < table["size MB"][0]
-    assert set(size["part"]) == {"embedding", "LSTM", "decoder"} and list(times["model"]) == ["fp32", "qint8"]
-    assert (times["seconds"] > 0).all() and calls[-1][0] == calls[-1][1]
-    assert 0 < table["top-1 agree"][1] <= 1 and 0 < table["overlap (1-TV)"][1] <= 1 and "ranks the same word" in status
-    assert kl.count('class="line"') == 1 and "<title>qint8</title>" in kl and ">qint8</text>" in kl   # named
-    assert "threads 1" in machine and "quantized engine" in machine
+    assert out["size"].count('class="bar"') == 6 and ">embedding</text>" in out["size"]    # 2 models x 3 parts
+    assert out["speed"].count('class="bar"') == 2 and calls[-1][0] == calls[-1][1]
+    assert 0 < table["top-1 agree"][1] <= 1 and 0 < table["overlap (1-TV)"][1] <= 1
+    assert out["kl"].count('class="line"') == 1 and "<title>qint8</title>" in out["kl"] and ">qint8</text>" in out["kl"]
+    assert "quantized engine" in out["details"] and "This server" in out["details"]
     assert "not the published WikiText-2" in status            # the tiny corpus is not WikiText-2
+    assert 'data-field="speedup"' in out["scorecard"] and out["shown"]["variants"] == ["fp32", "qint8"]
+    assert (out["slice"], out["threads"], out["variants"]) == ("2,000 tokens", 1, ["qint8"])   # the controls follow
     cost = re.search(r"Cost of measuring: ([\d.e-]+) s of computing for ([\d.e-]+) s of the models' own calls "
-                     r"\(([\d.]+)x", status)
+                     r"\(([\d.]+)x", out["details"])
     assert cost and float(cost.group(1)) >= float(cost.group(2)) > 0 and float(cost.group(3)) >= 1
 
 
 def test_measure_rejects_unknown_slice(app):
     with pytest.raises(ValueError, match="slice must be one of"):
-        app.measure("all of it")
+        app.measure.measure("all of it")
     assert FULL_SLICE in SLICES
 
 
-def test_without_data_and_offline_the_panel_says_how_to_fix_it(app, tmp_path, monkeypatch):
+def test_offline_a_failed_measure_keeps_what_is_shown_and_says_so_in_one_sentence(app, tmp_path, monkeypatch):
     monkeypatch.setenv("WLM_DATA_MIRROR", "http://127.0.0.1:9")        # nothing listens: offline
     empty = QuantDemo(AppConfig(checkpoint=str(app.cfg.checkpoint), data=str(tmp_path / "none"), cache=app.cfg.cache))
     assert "Measure** fetches test.txt" in empty.data_status()
-    table, size, times, kl, trade, _, status, _ = empty.measure()
-    assert table.empty and list(table.columns) == TABLE_COLUMNS and len(size) == 6 and times.empty
-    assert "no measurement yet" in kl and "no measurement yet" in trade      # placeholders: no points
-    assert "Could not fetch WikiText-2's test split" in status and "WLM_DATA" in status
-    assert "\n" not in status and not list((tmp_path / "none").glob("*"))        # one line, nothing left
+    shown = M(app.measure.measure("2,000 tokens", 1, ["qint8-lstm-only"]))      # on screen before the failure
+    out = M(empty.measure.measure("5,000 tokens", 1, ["qint8"], shown["shown"], "qint8-lstm-only"))
+    assert out["table"].equals(shown["table"]) and out["size"] == shown["size"] and out["kl"] == shown["kl"]
+    assert out["shown"] is shown["shown"] and out["scorecard"].startswith(shown["scorecard"][:200])
+    assert (out["slice"], out["variants"]) == ("2,000 tokens", ["qint8-lstm-only"])   # controls: what is shown
+    status = out["status"]
+    assert "could not be fetched" in status and "unchanged" in status
+    assert status.count(". ") <= 2 and "\n" not in status and "WLM_DATA" not in status and "/" not in status
+    assert not list((tmp_path / "none").glob("*"))                       # nothing left behind
+    nothing = M(empty.measure.measure("5,000 tokens", 1, ["qint8"]))       # nothing shown yet: an empty panel
+    assert nothing["table"].empty and "no measurement yet" in nothing["kl"] and "could not be fetched" in nothing["status"]
 
 
 @pytest.mark.wikitext
@@ -200,81 +217,105 @@ def test_measure_fetches_the_test_split_on_demand(tmp_path, server, monkeypatch)
     target = QuantDemo(AppConfig(checkpoint=str(SHIPPED_CHECKPOINT), data=str(tmp_path / "wt2"),
                                  cache=str(tmp_path / "cache")))
     monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/corrupt")
-    status = target.measure("2,000 tokens", 1)[6]
-    assert "Could not fetch" in status and "sha256 mismatch" in status and not (tmp_path / "wt2" / "test.txt").exists()
+    with_log = []
+    handler = logging.Handler()
+    handler.emit = lambda r: with_log.append(r.getMessage())
+    logging.getLogger("wlm").addHandler(handler)
+    try:
+        status = M(target.measure.measure("2,000 tokens", 1))["status"]
+    finally:
+        logging.getLogger("wlm").removeHandler(handler)
+    assert "could not be fetched" in status and not (tmp_path / "wt2" / "test.txt").exists()
+    assert any("sha256 mismatch" in m for m in with_log)                # the details go to the server log
     monkeypatch.setenv("WLM_DATA_MIRROR", f"{server}/good")
     seen = []
-    table, *_, status, _ = target.measure("2,000 tokens", 1, download_progress=lambda name: lambda d, t: seen.append(name))
+    out = M(target.measure.measure("2,000 tokens", 1, download_progress=lambda name: lambda d, t: seen.append(name)))
     assert seen and set(seen) == {"test.txt"} and sorted(p.name for p in (tmp_path / "wt2").iterdir()) == ["test.txt"]
-    assert list(table["model"]) == ["fp32", "qint8"] and "not the published" not in status
+    assert list(out["table"]["model"]) == ["fp32", "qint8"] and "not the published" not in out["status"]
 
 
 def test_measurements_are_stored_and_shown_to_later_visitors(app):
-    live = app.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True)
-    assert "Stored result" not in live[6]
+    live = M(app.measure.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True))
+    assert "Stored result" not in live["status"]
     assert app.store.folder.is_dir() and not list(app.store.folder.glob("*.part"))
     later = QuantDemo(app.cfg)                                   # a new process, same cache folder
-    shown = later.measure("2,000 tokens", 1, ["qint8-lstm-only"])
-    assert "Stored result, measured" in shown[6] and shown[0].equals(live[0])
-    again = later.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True)
-    assert "Stored result" not in again[6]
-    app.measure(DEFAULT_SLICE, 1, ["qint8"], fresh=True)
-    assert "Stored result" in QuantDemo(app.cfg).initial_view()[6]
+    shown = M(later.measure.measure("2,000 tokens", 1, ["qint8-lstm-only"]))
+    assert "Stored result" in shown["status"] and shown["table"].equals(live["table"])
+    again = M(later.measure.measure("2,000 tokens", 1, ["qint8-lstm-only"], fresh=True))
+    assert "Stored result" not in again["status"]
+    app.measure.measure(DEFAULT_SLICE, 1, ["qint8"], fresh=True)
+    assert "Stored result" in M(QuantDemo(app.cfg).measure.initial())["status"]
 
 
 def test_variants_in_any_order_are_one_measurement_and_one_file(app):
     before = set(app.store.folder.glob("measure-*.json"))
-    ab = app.measure("2,000 tokens", 1, ["qint8-linear-only", "qint8-per-channel"], fresh=True)
+    ab = M(app.measure.measure("2,000 tokens", 1, ["qint8-linear-only", "qint8-per-channel"], fresh=True))
     new = set(app.store.folder.glob("measure-*.json")) - before
-    ba = app.measure("2,000 tokens", 1, ["qint8-per-channel", "qint8-linear-only", "qint8-per-channel"])
+    ba = M(app.measure.measure("2,000 tokens", 1, ["qint8-per-channel", "qint8-linear-only", "qint8-per-channel"]))
     assert len(new) == 1 and set(app.store.folder.glob("measure-*.json")) - before == new
-    assert "Stored result" in ba[6] and ba[0].equals(ab[0])
-    assert list(ab[0]["model"]) == ["fp32", "qint8-per-channel", "qint8-linear-only"]       # canonical order
-    part = app.measure("2,000 tokens", 1, ["qint8-linear-only"])                             # a subset of it
-    assert "Stored result" in part[6] and list(part[0]["model"]) == ["fp32", "qint8-linear-only"]
-    assert part[0].iloc[1].equals(ab[0].iloc[2])
+    assert "Stored result" in ba["status"] and ba["table"].equals(ab["table"])
+    assert list(ab["table"]["model"]) == ["fp32", "qint8-per-channel", "qint8-linear-only"]       # canonical order
+    part = M(app.measure.measure("2,000 tokens", 1, ["qint8-linear-only"]))                     # a subset of it
+    assert "Stored result" in part["status"] and list(part["table"]["model"]) == ["fp32", "qint8-linear-only"]
+    assert part["table"].iloc[1].equals(ab["table"].iloc[2])
 
 
 def test_a_stored_result_is_not_served_for_other_test_data(app, tmp_path):
     """Same checkpoint, slice, threads, variants and machine, but another test.txt (same words,
     another order): measured anew, not served from the store."""
-    app.measure("2,000 tokens", 1, ["fp16"], fresh=True)
+    app.measure.measure("2,000 tokens", 1, ["fp16"], fresh=True)
     other = tmp_path / "other"
     other.mkdir()
     lines = (app.data_dir / "test.txt").read_text().splitlines(keepends=True)
     (other / "test.txt").write_text("".join(reversed(lines)))
     there = QuantDemo(replace(app.cfg, data=str(other)))
-    status = there.measure("2,000 tokens", 1, ["fp16"])[6]
+    status = M(there.measure.measure("2,000 tokens", 1, ["fp16"]))["status"]
     assert "Stored result" not in status and "test tokens" in status
-    assert "Stored result" in there.measure("2,000 tokens", 1, ["fp16"])[6]        # now stored for its own data
+    assert "Stored result" in M(there.measure.measure("2,000 tokens", 1, ["fp16"]))["status"]   # now stored for its data
 
 
 def test_the_live_cap_counts_model_tokens_and_larger_ones_come_only_from_the_store(app):
-    n = len(app._test_split()) - 1
+    n = len(app.test_split()) - 1
     capped = QuantDemo(replace(app.cfg, max_live_model_tokens=2 * n))
-    ok = capped.measure(FULL_SLICE, 1, ["qint8-per-channel"], fresh=True)[6]          # 2 models x n tokens: fits
-    assert "live limit" not in ok and f"{n:,}" in ok
-    status = capped.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"], fresh=True)[6]   # 3 models: over
-    assert f"{FULL_SLICE} with 3 models is {3 * n:,} model-tokens, over this server's live limit of {2 * n:,}" \
-        in status
-    app.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"])         # measured where there is no cap...
-    assert "Stored result" in capped.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"], fresh=True)[6]  # ...shown
+    ok = M(capped.measure.measure(FULL_SLICE, 1, ["qint8-per-channel"], fresh=True))       # 2 models x n tokens: fits
+    assert "live limit" not in ok["status"] and f"{n:,}" in ok["status"]
+    over = M(capped.measure.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"], fresh=True, shown=ok["shown"]))
+    assert f"{FULL_SLICE} with 3 models is over this shared server's live limit of {2 * n:,} model-tokens" \
+        in over["status"]
+    assert over["table"].equals(ok["table"]) and over["variants"] == ["qint8-per-channel"]    # what was shown stays
+    app.measure.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"])         # measured where there is no cap...
+    assert "Stored result" in M(capped.measure.measure(FULL_SLICE, 1, ["qint8-per-channel", "fp16"]))["status"]
 
 
-def test_a_fresh_server_shows_the_shipped_full_split_result_on_page_load(app, tmp_path):
-    app.measure(FULL_SLICE, 1, ["qint8", "qint8-per-channel"], fresh=True)
+def test_unchanged_controls_reshow_a_result_measured_elsewhere_instead_of_recomputing(app, tmp_path):
+    """No live cap here, yet a stored result of the same settings from another machine (say the
+    shipped one) is shown as it is; only Measure again recomputes."""
+    out = M(app.measure.measure("2,000 tokens", 1, ["qint8-per-channel"], fresh=True))
+    record = dict(out["shown"], cpu="another machine", when="2020-01-01T00:00:00+00:00")
+    elsewhere = QuantDemo(replace(app.cfg, cache=str(tmp_path / "c")))
+    elsewhere.store.save(record)
+    again = M(elsewhere.measure.measure("2,000 tokens", 1, ["qint8-per-channel"]))
+    assert "Stored result" in again["status"] and "2020-01-01" in again["status"]
+    live = M(elsewhere.measure.measure("2,000 tokens", 1, ["qint8-per-channel"], fresh=True))
+    assert "Measured live" in live["status"]
+
+
+def test_a_fresh_server_shows_every_shipped_variant_on_page_load(app, tmp_path):
+    names = [n for n in app.choices if n != "qint8-mixed"]         # its recipe is the real model's, not the tiny one's
+    app.measure.measure(FULL_SLICE, 1, names, fresh=True)
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     for p in app.store.folder.glob("measure-*.json"):
         record = json.loads(p.read_text())
-        if record["slice"] == FULL_SLICE and "qint8-per-channel" in record["variants"]:
+        if record["slice"] == FULL_SLICE and len(record["variants"]) == len(names) + 1:
             shutil.copy(p, shipped / p.name)
     fresh = QuantDemo(replace(app.cfg, cache=str(tmp_path / "new-cache"), shipped_results=str(shipped)))
-    table, *_, status, _ = fresh.initial_view()
-    assert "Shipped with the app: measured" in status and "the full test split" in status
-    assert list(table["model"]) == ["fp32", "qint8"]
+    out = M(fresh.measure.initial())
+    assert "Shipped with the app" in out["status"] and out["slice"] == FULL_SLICE
+    assert list(out["table"]["model"]) == ["fp32", *names] and out["variants"] == names
+    assert out["size_trade"].count('class="point"') == len(names) + 1
     nothing = QuantDemo(replace(app.cfg, cache=str(tmp_path / "other-cache")))
-    assert "No measurement yet" in nothing.initial_view()[6]
+    assert "No measurement yet" in M(nothing.measure.initial())["status"]
 
 
 def test_a_generation_runs_between_the_chunks_of_a_long_measurement(app, tmp_path):
@@ -287,14 +328,14 @@ def test_a_generation_runs_between_the_chunks_of_a_long_measurement(app, tmp_pat
     started, events = threading.Event(), []
 
     def measure():
-        slow.measure(FULL_SLICE, 1, ["qint8"], fresh=True,
+        slow.measure.measure(FULL_SLICE, 1, ["qint8"], fresh=True,
                      progress=lambda d, t: (started.set(), events.append(("chunk", d))) and None)
         events.append(("measure done", None))
 
     t = threading.Thread(target=measure, daemon=True)
     t.start()
     assert started.wait(JOIN_S)
-    list(slow.generate("w1", 50, 1.0, 0, False))
+    list(slow.side.generate("w1", 50, 1.0, 0, False))
     events.append(("generate done", None))
     t.join(JOIN_S)
     assert not t.is_alive()
@@ -307,12 +348,12 @@ def test_a_generation_runs_between_the_chunks_of_a_long_measurement(app, tmp_pat
 def test_a_generate_holds_no_cpu_turn_while_its_update_is_sent(app, monkeypatch):
     """Between two updates (while the server sends one, or a client is slow or gone) a Generate
     holds nothing: a whole measurement runs while it is suspended at its first update."""
-    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)
-    gen = app.generate("w1", 30, 1.0, 0, False)
+    monkeypatch.setattr("wlm.sidebyside.STREAM_INTERVAL_S", 0.0)
+    gen = app.side.generate("w1", 30, 1.0, 0, False)
     first = next(gen)
     assert "words/s" in first[2] and app.turns.snapshot().running["generate"] == 0
     done = threading.Event()
-    t = threading.Thread(target=lambda: (app.measure("2,000 tokens", 1, ["qint8"], fresh=True), done.set()),
+    t = threading.Thread(target=lambda: (app.measure.measure("2,000 tokens", 1, ["qint8"], fresh=True), done.set()),
                          daemon=True)
     t.start()
     t.join(JOIN_S)
@@ -321,54 +362,59 @@ def test_a_generate_holds_no_cpu_turn_while_its_update_is_sent(app, monkeypatch)
 
 
 def test_several_variants_in_one_measurement_and_a_variant_in_the_right_pane(app):
-    table, size, times, kl, trade, speed, status, _ = app.measure("2,000 tokens", 1,
-                                                                  ["ort-int8", "qint8-per-channel", "ort-int8"])
+    out = M(app.measure.measure("2,000 tokens", 1, ["ort-int8", "qint8-per-channel", "ort-int8"]))
+    table = out["table"]
     assert list(table["model"]) == ["fp32", "qint8-per-channel", "ort-int8"]       # once each, fp32 first
     assert list(table["engine"]) == ["torch", "torch", "onnxruntime"]
-    assert set(size["model"]) == {"fp32", "ort-int8", "qint8-per-channel"} and trade.count('class="point"') == 3
+    assert out["size_trade"].count('class="point"') == 3 and ">ort-int8</text>" in out["speed"]
     assert (table["size MB"][2] < table["size MB"][0]) and 0 < table["top-1 agree"][2] <= 1
-    *_, last = app.generate("w1 w2", 30, 1.0, 3, False, "ort-int8")
+    *_, last = app.side.generate("w1 w2", 30, 1.0, 3, False, "ort-int8")
     assert "p(ort-int8)" in last[0] and "p(ort-int8)" in last[1]
-    assert app.pane_title("ort-int8") == "### ort-int8 (onnxruntime)" and "DynamicQuantizeLSTM" in app.model_text("ort-int8")
+    assert app.side.title("ort-int8") == "### ort-int8 (onnxruntime)" and "DynamicQuantizeLSTM" in app.model_text("ort-int8")
 
 
 @pytest.mark.parametrize("bad", ["qint9", 3, ["qint8", "nope"], [], "fp32", {"a": 1}])
 def test_unknown_variants_are_named_in_the_error(app, bad):
     with pytest.raises(ValueError, match="variant"):
-        app.measure("2,000 tokens", 1, bad)
+        app.measure.measure("2,000 tokens", 1, bad)
     with pytest.raises(ValueError, match="variant"):
-        list(app.generate("w1", 3, 1.0, 0, False, bad if bad != [] else "x"))
+        list(app.side.generate("w1", 3, 1.0, 0, False, bad if bad != [] else "x"))
 
 
 def test_published_test_file_hash_is_what_the_store_uses_when_it_is_missing(app, tmp_path):
     missing = QuantDemo(replace(app.cfg, data=str(tmp_path / "nothing-here")))
-    assert missing._test_sha256() == SHA256["test.txt"]
+    assert missing.test_sha256() == SHA256["test.txt"]
 
 
 def test_where_int8_loses_panel_analyses_stores_and_caps(app):
-    status, table, sqnr, sens, times = app.inspect("qint8", "2,000 tokens", fresh=True)
+    out = dict(zip(INSPECT_OUTPUTS, app.inspect.inspect("qint8", "2,000 tokens", fresh=True)))
+    status, table, sqnr, sens, times = (out[k] for k in ("status", "table", "sqnr", "sensitivity", "time"))
     assert "The part that costs most, quantized alone, is" in status and "Time: fp32" in status
     assert list(table["part"]) == ["embedding", "lstm.0", "lstm.1", "decoder"]
-    assert sqnr.count('class="bar"') == 9 and ">fp32</text>" in sqnr            # 3 kinds x 3 parts; embedding fp32
-    assert sens.count('class="bar"') == 5 and times.count('class="bar"') == 10  # 5 alone parts; 2 models x 5 parts
+    assert sqnr.count('class="dot"') == 9 and ">fp32</text>" in sqnr            # 3 kinds x 3 parts; embedding fp32
+    assert sens.count('class="dot"') == 5 and times.count('class="legend"') == 5  # 5 alone parts; 5 parts of time
+    assert times.count('class="bar"') >= 8                                       # 2 models x the parts that took time
     assert ">lstm.1 int8</text>" in sens and ">qint8</text>" in times
-    later = QuantDemo(app.cfg).inspect("qint8", "2,000 tokens")
+    later = QuantDemo(app.cfg).inspect.inspect("qint8", "2,000 tokens")
     assert "Stored result, analysed" in later[0] and later[1].equals(table)
-    n = len(app._test_split()) - 1
+    n = len(app.test_split()) - 1
     capped = QuantDemo(replace(app.cfg, max_live_model_tokens=n, cache=app.cfg.cache + "-other"))
-    msg = capped.inspect("qint8-per-channel", "2,000 tokens")[0]
-    assert f"runs 10 models: {10 * n:,} model-tokens, over this server's live limit of {n:,}" in msg
+    kept = capped.inspect.inspect("qint8-per-channel", "2,000 tokens", out["shown"])
+    assert "runs 10 models, over this shared server's live limit" in kept[0]
+    assert kept[1].equals(table) and kept[2] == sqnr and kept[-1] is out["shown"]      # what was shown stays
+    assert kept[5:7] == ("qint8", "2,000 tokens")                                       # and its controls
     with pytest.raises(ValueError, match="slice must be one of"):
-        app.inspect("qint8", "3 tokens")
+        app.inspect.inspect("qint8", "3 tokens")
     with pytest.raises(ValueError, match="variant must be one of"):
-        app.inspect("fp32")
+        app.inspect.inspect("fp32")
 
 
 def test_weights_on_the_int8_grid(app):
-    dec = app.weight_histogram("decoder")
+    dec = app.inspect.weight_histogram("decoder")
+    assert app.inspect.weight_histogram("decoder") is dec                  # computed once, then from memory
     assert dec.count('class="line"') == 2 and ">per tensor</text>" in dec and ">per channel</text>" in dec
     assert "99% within ±" in dec
-    lstm = app.weight_histogram("lstm.0")
+    lstm = app.inspect.weight_histogram("lstm.0")
     assert ">weight_ih</text>" in lstm and ">weight_hh</text>" in lstm
     with pytest.raises(ValueError, match="part must be one of"):
-        app.weight_histogram("lstm.7")
+        app.inspect.weight_histogram("lstm.7")

@@ -26,3 +26,48 @@ def test_generation_rate_and_machine_info(tiny_model, tiny_corpus):
     assert g["ms_per_word"] == pytest.approx(1000 / g["words_per_s"])
     info = machine_info(1)
     assert info["threads"] == 1 and info["torch"].startswith("2.13")
+
+
+def test_rows_carry_their_errors_and_intervals(tiny_model, tiny_corpus):
+    """Every row: loss_se, loss_change_se (0 for fp32 against itself), speedup_ci holding the
+    speed-up; the agreement's standard errors; all in to_dict (what a stored record keeps), and
+    a record without them (stored before) still loads, shown without intervals."""
+    from dataclasses import asdict
+
+    from wlm.results import rows_of
+    ids = tiny_corpus.test.repeat(8)
+    fp, q = compare({"fp32": tiny_model, "qint8": quantize(tiny_model)}, ids, max_tokens=2001)
+    assert fp.loss_change_se == 0.0 and fp.speedup_ci == [1.0, 1.0] and fp.loss_se > 0
+    assert q.loss_change_se > 0 and q.speedup_ci[0] <= q.speedup <= q.speedup_ci[1]
+    assert q.se_block_tokens == 100 and fp.ppl_se == pytest.approx(fp.ppl * fp.loss_se)
+    d = q.to_dict()
+    assert {"loss_se", "loss_change_se", "speedup_ci"} <= set(d)
+    assert {"kl_mean_se", "top1_se", "overlap_se", "dp_rms_se"} <= set(d["agreement"])
+    assert all(d["agreement"][k] > 0 for k in ("kl_mean_se", "overlap_se", "dp_rms_se"))
+    table = format_table([fp, q])
+    assert f"{q.loss_change:+.4f} ± {q.loss_change_se:.4f}" in table and "batch means over blocks of 100" in table
+    old = {"rows": []}
+    for m in (fp, q):
+        r = asdict(m)
+        for k in ("loss_se", "ppl_se", "loss_change_se", "speedup_ci", "se_block_tokens"):
+            r.pop(k)
+        if r["agreement"]:
+            r["agreement"] = {k: v for k, v in r["agreement"].items() if not k.endswith("_se") and k != "se_block_tokens"}
+        old["rows"].append(r)
+    loaded = rows_of(old)
+    assert loaded[1].loss_change_se is None and loaded[1].agreement.kl_mean_se is None
+    text = format_table(loaded)
+    assert "±" not in text and f"{q.loss_change:+.4f}" in text
+
+
+def test_bench_measures_a_model_alone_and_in_company(tiny_model, tiny_corpus):
+    from wlm.bench import alone_lines, bench_models
+    models = {"fp32": tiny_model, "qint8": quantize(tiny_model)}
+    rows, speed, timing = bench_models(models, tiny_corpus.test, max_tokens=200, repeats=2, steps=5,
+                                       alone=("qint8",))
+    s = speed["qint8"]
+    assert s["alone_tokens_per_s"]["n"] == s["w1_tokens_per_s"]["n"] == 2 and "alone_tokens_per_s" not in speed["fp32"]
+    assert len(timing["wall_s"]) == 2 and timing["ratio_ci"] is None or len(timing["ratio_ci"]) == 2
+    assert alone_lines(speed)[0].startswith("qint8: ") and "alone; in company / alone" in alone_lines(speed)[0]
+    with pytest.raises(ValueError, match="alone: qint9 not among the models measured"):
+        bench_models(models, tiny_corpus.test, max_tokens=200, repeats=1, alone=("qint9",))

@@ -59,7 +59,7 @@ def parting_seed(prompt: str) -> int:
     import sys
     app = sys.modules["demo"].app
     for seed in range(200):
-        *_, last = app.generate(prompt, 100, 1.0, seed, False)
+        *_, last = app.side.generate(prompt, 100, 1.0, seed, False)
         if "Identical for the first" in last[4]:
             return seed
     pytest.fail(f"no seed of 200 made the tiny models part after {prompt!r}")

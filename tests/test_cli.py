@@ -74,7 +74,7 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(args, message, tiny_checkp
 
 def test_bench_json(tiny_checkpoint, tiny_dir):
     r = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "100",
-            "--words", "10", "--json")
+            "--words", "10", "--json", "--block-chunks", "1")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [row["model"] for row in out["rows"]] == ["fp32", "qint8"]
@@ -82,6 +82,11 @@ def test_bench_json(tiny_checkpoint, tiny_dir):
     t = out["timing"]                              # the measurement's wall time next to the models' own
     assert len(t["wall_s"]) == len(t["models_s"]) == 1 and t["wall_s"][0] >= t["models_s"][0] > 0
     assert t["ratio"]["median"] == pytest.approx(t["wall_s"][0] / t["models_s"][0])
+    fp, q = out["rows"]                            # every figure with its error or interval
+    assert {"loss_se", "loss_change_se", "speedup_ci"} <= set(q) and q["loss_se"] > 0 and q["loss_change_se"] > 0
+    assert q["speedup_ci"][0] <= q["speedup"] <= q["speedup_ci"][1] and fp["loss_change_se"] == 0
+    assert all(q["agreement"][k] >= 0 for k in ("kl_mean_se", "top1_se", "overlap_se", "dp_rms_se"))
+    assert len(t["ratio_ci"]) == 2
 
 
 def test_bench_save_then_results(tiny_checkpoint, tiny_dir, tmp_path):
@@ -94,8 +99,28 @@ def test_bench_save_then_results(tiny_checkpoint, tiny_dir, tmp_path):
     out = run("results", "--cache", str(tmp_path))
     assert out.returncode == 0 and "200 tokens, 1 thread(s)" in out.stdout and "qint8-per-channel" in out.stdout
     assert "no stored measurements" in run("results", "--cache", str(tmp_path / "none")).stdout
+    assert " ± " in r.stdout and "batch means over blocks of" in r.stdout
     bad = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--variants", "qint9")
     assert bad.returncode == 2 and "unknown variant(s) qint9" in bad.stderr
+
+
+def test_bench_alone_prints_a_model_alone_and_in_company(tiny_checkpoint, tiny_dir):
+    r = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "150",
+            "--words", "0", "--variants", "qint8,fp16", "--alone", "qint8", "--repeats", "2")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("qint8: "))
+    assert "tokens/s in company" in line and "alone; in company / alone" in line and "of 2 interleaved" in line
+    bad = run("bench", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--alone", "fp16")
+    assert bad.returncode == 2 and "--alone must name measured models" in bad.stderr
+
+
+def test_eval_prints_the_intervals(tiny_checkpoint, tiny_dir):
+    r = run("eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--quantize")
+    assert r.returncode == 0, r.stderr
+    assert "loss change vs fp32 on the same tokens: " in r.stdout and r.stdout.count(" ± ") >= 8
+    q = json.loads(run("eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--quantize",
+                       "--json").stdout)
+    assert q["loss_se"] > 0 and q["loss_change_se"] > 0 and q["agreement"]["kl_mean_se"] > 0
 
 
 def test_inspect_json_text_and_a_derived_recipe(tiny_checkpoint, tiny_dir, tmp_path):
@@ -114,3 +139,28 @@ def test_inspect_json_text_and_a_derived_recipe(tiny_checkpoint, tiny_dir, tmp_p
     assert text.returncode == 0 and "sensitivity (one part quantized" in text.stdout and "lstm.0" in text.stdout
     bad = run("inspect", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--variant", "fp32")
     assert bad.returncode == 2 and "--variant must be one of" in bad.stderr
+    assert all("alone_dloss_se" in m and "alone_kl_se" in m for m in out["modules"])
+    assert "largest first" in text.stdout
+
+
+def test_a_derived_recipe_goes_to_a_new_file_unless_told_to_replace_the_shipped_one(tiny_checkpoint, tiny_dir,
+                                                                                    tmp_path):
+    from wlm.recipe import RECIPE_FILE, plan_sha256
+    shipped = RECIPE_FILE.read_bytes()
+    common = ("inspect", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--max-tokens", "100",
+              "--cache", str(tmp_path), "--derive-recipe", "--budget-mb", "1000")
+    refused = run(*common, "--recipe-out", str(RECIPE_FILE))
+    assert refused.returncode == 2 and "add --replace-recipe" in refused.stderr
+    r = run(*common, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    written = out["recipe_file"]
+    try:
+        assert written != str(RECIPE_FILE) and RECIPE_FILE.read_bytes() == shipped
+        assert written.endswith(f"qint8-mixed-{plan_sha256(out['recipe']['plan'])[:12]}.json")
+        assert json.loads(open(written).read())["checkpoint_sha256"] == out["recipe"]["checkpoint_sha256"]
+    finally:
+        os.unlink(written)
+    assert RECIPE_FILE.read_bytes() == shipped
+    bad = run("inspect", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dir), "--replace-recipe")
+    assert bad.returncode == 2 and "add --derive-recipe" in bad.stderr

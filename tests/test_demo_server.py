@@ -16,9 +16,10 @@ def test_only_generate_measure_and_inspect_are_public(client):
 
 
 def test_inspect_through_the_api(client):
-    status, table, sqnr, sens, times = client.predict("qint8", "2,000 tokens", api_name="/inspect")
+    status, table, sqnr, sens, times, variant, slice_ = client.predict("qint8", "2,000 tokens", api_name="/inspect")
     assert "The part that costs most" in status and [r[0] for r in table["data"]][0] == "embedding"
-    assert 'class="bar"' in sqnr and 'class="bar"' in sens and 'class="bar"' in times
+    assert 'class="dot"' in sqnr and 'class="dot"' in sens and 'class="bar"' in times
+    assert (variant, slice_) == ("qint8", "2,000 tokens")
 
 
 def test_generate_streams_and_is_reproducible(client):
@@ -34,11 +35,12 @@ def test_generate_streams_and_is_reproducible(client):
 
 
 def test_measure_on_a_small_slice(client):
-    table, size, times, kl, size_trade, speed_trade, status, machine = client.predict(
-        "2,000 tokens", 1, ["qint8"], api_name="/measure")
+    scorecard, table, size, speed, kl, size_trade, speed_trade, status, details, slice_, threads, variants = \
+        client.predict("2,000 tokens", 1, ["qint8"], api_name="/measure")
     assert [row[0] for row in table["data"]] == ["fp32", "qint8"]
-    assert "test tokens" in status
-    assert [row[0] for row in times["data"]] == ["fp32", "qint8"]
+    assert "test tokens" in status and 'data-field="speedup"' in scorecard
+    assert ">fp32</text>" in speed and ">qint8</text>" in speed
+    assert (slice_, threads, variants) == ("2,000 tokens", 1, ["qint8"])
 
 
 GOOD_GENERATE = ["w1", 5, 1.0, 0, False, "qint8"]
@@ -77,7 +79,7 @@ def test_every_argument_is_checked(client, endpoint, good, pos, value, field):
 def test_the_server_answers_after_all_bad_input(client):
     assert len(BAD_GENERATE) >= 40 and len(BAD_MEASURE) >= 40
     assert "words/s" in client.predict(*GOOD_GENERATE, api_name="/generate")[2]
-    assert "test tokens" in client.predict(*GOOD_MEASURE, api_name="/measure")[6]
+    assert "test tokens" in client.predict(*GOOD_MEASURE, api_name="/measure")[7]
 
 
 def test_a_generate_sent_during_a_long_measurement_is_answered_before_it_ends(client):
@@ -88,7 +90,7 @@ def test_a_generate_sent_during_a_long_measurement_is_answered_before_it_ends(cl
     out = client.predict("w2", 20, 1.0, 1, False, "qint8", api_name="/generate")
     assert "words/s" in out[2]
     assert not job.done()                             # answered while the measurement still ran
-    assert "test tokens" in job.result(timeout=300)[6]
+    assert "test tokens" in job.result(timeout=300)[7]
 
 
 def test_bad_input_gets_a_message_and_the_server_keeps_serving(client):
@@ -156,7 +158,7 @@ def test_every_model_call_runs_at_the_thread_count_the_event_reports(own_server,
     four at once so that their steps run on several worker threads: every call at its count.
     The server's threads start at 2, as in a server process on 2 CPUs (torch's default)."""
     import torch
-    monkeypatch.setattr("wlm.app.STREAM_INTERVAL_S", 0.0)
+    monkeypatch.setattr("wlm.sidebyside.STREAM_INTERVAL_S", 0.0)
     torch.set_num_threads(2)                       # the worker threads made from now on start at 2
     try:
         check_thread_counts(own_server, tmp_path, tiny_dir, tiny_corpus)
@@ -177,7 +179,7 @@ def check_thread_counts(own_server, tmp_path, tiny_dir, tiny_corpus):
             return forward(*args, **kw)
         model.forward = recording
     client = own_server(app)
-    table = client.predict("2,000 tokens", 2, ["qint8", "ort-int8"], api_name="/measure")[0]
+    table = client.predict("2,000 tokens", 2, ["qint8", "ort-int8"], api_name="/measure")[1]
     assert [r[0] for r in table["data"]] == ["fp32", "qint8", "ort-int8"]
     assert seen and set(seen) == {2}
     seen.clear()

@@ -64,3 +64,46 @@ def test_cli_download(server, tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: train.txt: sha256 mismatch")
     assert "Traceback" not in r.stderr
+
+
+def test_the_file_as_written_is_verified_not_the_stream(server, tmp_path):
+    """Another writer (or the disk) changes the temporary file while it is written: the bytes
+    received still hash right, the file does not, and it is not installed."""
+    def tamper(done, total):
+        for p in tmp_path.glob(".test.txt*part"):
+            with open(p, "r+b") as f:
+                f.write(b"#")
+    with pytest.raises(DownloadError, match=r"test\.txt: sha256 mismatch"):
+        download(tmp_path, mirror=f"{server}/good", files=("test.txt",), progress_factory=lambda name: tamper)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_file_of_a_fixed_name_is_never_written_through(server, tmp_path):
+    """A `.test.txt.part` put there by someone else (here a link to a file outside) is left alone:
+    each download writes a private file with a name of its own."""
+    dest, outside = tmp_path / "wt2", tmp_path / "outside.txt"
+    dest.mkdir()
+    outside.write_text("not yours")
+    (dest / ".test.txt.part").symlink_to(outside)
+    download(dest, mirror=f"{server}/good", files=("test.txt",))
+    assert outside.read_text() == "not yours"
+    assert not (dest / "test.txt").is_symlink() and sha256_file(dest / "test.txt") == SHA256["test.txt"]
+    assert (dest / ".test.txt.part").is_symlink()
+
+
+def test_two_downloads_at_once_both_end_with_a_whole_file(server, tmp_path):
+    import threading
+    errors = []
+
+    def fetch():
+        try:
+            download(tmp_path, mirror=f"{server}/good", files=("train.txt",), force=True)
+        except Exception as e:      # noqa: BLE001 (reported below)
+            errors.append(e)
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sha256_file(tmp_path / "train.txt") == SHA256["train.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["train.txt"]

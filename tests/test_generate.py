@@ -115,3 +115,99 @@ def test_same_seed_same_noise_greedy_uses_none():
 def test_config_validates(kw):
     with pytest.raises(ValueError):
         GenerationConfig(**kw)
+
+
+# ---------------------------------------------------------------- reading the prompt in chunks
+@torch.inference_mode()
+def generate_as_before(model, dictionary, cfg):
+    """generate() as it was before prompts were read in chunks: the whole prompt in one call."""
+    from wlm.generate import prompt_ids
+    sampler = GumbelSampler(cfg, len(dictionary))
+    model.eval()
+    ids = prompt_ids(dictionary, cfg, sampler)
+    logits, hidden = model(torch.tensor(ids, dtype=torch.long).view(-1, 1), model.init_hidden(1))
+    last = logits[-1, 0]
+    for i in range(cfg.words):
+        word = pick(last, sampler.temperature, sampler.uniforms())
+        yield dictionary.idx2word[word]
+        if i + 1 < cfg.words:
+            logits, hidden = model(torch.tensor([[word]]), hidden)
+            last = logits[-1, 0]
+
+
+def prompt_of(n: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    return " ".join(f"w{i}" for i in rng.integers(0, 36, n))
+
+
+@pytest.fixture
+def sharp_pair(tiny_model):
+    from wlm.quantize import quantize
+    with torch.no_grad():
+        tiny_model.encoder.weight.mul_(30)
+        tiny_model.decoder.weight.mul_(30)
+    return tiny_model, quantize(tiny_model)
+
+
+@pytest.mark.parametrize("n", [1, 7, 64])
+def test_a_prompt_of_up_to_one_chunk_is_read_bit_for_bit_as_before(sharp_pair, tiny_corpus, n):
+    """fp32 and int8 (whose activation scales are per call): same logits, same words."""
+    from wlm.generate import PROMPT_CHUNK, PromptReader
+    assert n <= PROMPT_CHUNK
+    d = tiny_corpus.dictionary
+    for model in sharp_pair:
+        ids = d.encode(prompt_of(n)).ids
+        reader = PromptReader(model, ids)
+        with torch.inference_mode():
+            reader.step()
+            full, (h, c) = model(torch.tensor(ids).view(-1, 1), model.init_hidden(1))
+        assert reader.done and torch.equal(reader.last, full[-1, 0])
+        assert torch.equal(reader.hidden[0], h) and torch.equal(reader.hidden[1], c)
+        for t in (1.0, 0.0):
+            cfg = GenerationConfig(prompt=prompt_of(n), words=30, temperature=t, seed=5)
+            assert list(generate(model, d, cfg)) == list(generate_as_before(model, d, cfg))
+
+
+def test_a_long_prompt_is_read_in_bounded_chunks_decoded_once(sharp_pair, tiny_corpus):
+    """2,000 characters of one-letter words are ~1,000 tokens: never one call over all of them,
+    and logits for the last chunk's positions only."""
+    from wlm.generate import PROMPT_CHUNK
+    d = tiny_corpus.dictionary
+    for model in sharp_pair:
+        rnn_steps, decoded = [], []
+        hooks = [model.rnn.register_forward_hook(lambda m, args, out: rnn_steps.append(args[0].shape[0])),
+                 model.decoder.register_forward_hook(lambda m, args, out: decoded.append(args[0].shape[0]))]
+        try:
+            words = list(generate(model, d, GenerationConfig(prompt=prompt_of(1000), words=3, seed=1)))
+        finally:
+            for h in hooks:
+                h.remove()
+        assert len(words) == 3
+        assert max(rnn_steps) <= PROMPT_CHUNK and sum(rnn_steps) == 1000 + 2
+        assert decoded == [1000 - 15 * PROMPT_CHUNK, 1, 1]          # the last chunk, then a word at a time
+
+
+def test_the_pair_reads_a_long_prompt_one_chunk_per_step(sharp_pair, tiny_corpus):
+    from wlm.pair import PairStep, PromptStep, generate_pair
+    d = tiny_corpus.dictionary
+    cfg = GenerationConfig(prompt=prompt_of(1000), words=20, temperature=1.0, seed=2)
+    steps = list(generate_pair(sharp_pair, d, cfg, prompt_steps=True))
+    prompt = [s for s in steps if isinstance(s, PromptStep)]
+    assert [s.read for s in prompt] == [64 * k for k in range(1, 16)] and all(s.tokens == 1000 for s in prompt)
+    assert steps[:15] == prompt and all(isinstance(s, PairStep) for s in steps[15:])
+    plain = list(generate_pair(sharp_pair, d, cfg))                  # the default yields words only
+    assert [s.words for s in plain] == [s.words for s in steps[15:]]
+    for k, model in enumerate(sharp_pair):                           # each pane is still what its model writes
+        assert [s.words[k] for s in plain] == list(generate(model, d, cfg))
+
+
+def test_the_real_checkpoint_reads_a_short_prompt_as_before():
+    from tests.conftest import SHIPPED_CHECKPOINT
+    if not SHIPPED_CHECKPOINT.is_file():
+        pytest.skip(f"the shipped checkpoint is not at {SHIPPED_CHECKPOINT}")
+    from wlm.checkpoint import load_checkpoint
+    from wlm.quantize import quantize
+    ckpt = load_checkpoint(SHIPPED_CHECKPOINT)
+    cfg = GenerationConfig(prompt="The game was released in Japan in 2011 , and", words=12, seed=7)
+    for model in (ckpt.model, quantize(ckpt.model)):
+        assert list(generate(model, ckpt.dictionary, cfg)) == list(generate_as_before(model, ckpt.dictionary, cfg))

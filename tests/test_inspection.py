@@ -126,3 +126,59 @@ def test_the_recipe_derived_from_a_tiny_model_follows_its_known_ranking(tmp_path
     assert tight["plan"]["decoder"] == "int8-per-channel"
     roomy = derive(r, budget_mb=1e6, overhead_mb=r["size_overhead_mb"])
     assert set(roomy["plan"].values()) == {"fp32"} and roomy["predicted_kl"] == 0
+
+
+def test_every_single_part_effect_has_its_error_and_the_ranking_says_what_is_distinguishable(ckpt, tiny_corpus):
+    from wlm.inspection import noise_text
+    r = run(ckpt, "qint8", tiny_corpus.test.repeat(4), tokens=1000)
+    for m in r["modules"]:
+        s = next(s for s in r["sensitivity"] if (s["part"], s["option"]) == (m["module"], m["alone_option"]))
+        assert m["alone_dloss_se"] == s["dloss_se"] > 0 and m["alone_kl_se"] == s["kl_se"] > 0
+    assert r["se_block_tokens"] == 49 and r["end_to_end"]["dloss_se"] > 0
+    cov = r["sensitivity_kl_cov"]
+    assert len(cov) == len(r["sensitivity"]) and all(cov[k][k] == pytest.approx(s["kl_se"] ** 2, rel=1e-3)
+                                                     for k, s in enumerate(r["sensitivity"]))
+    ranking = r["kl_ranking"]
+    assert [e["kl"] for e in ranking] == sorted((s["kl"] for s in r["sensitivity"]), reverse=True)
+    assert ranking[-1]["above_next"] is None and all(e["distinct_from_next"] in (True, False) for e in ranking[:-1])
+    assert "largest first" in noise_text(r) and "± " in noise_text(r)
+    assert "stored before" in noise_text({"modules": []})
+
+
+def test_the_analysis_times_no_first_call(ckpt, tiny_corpus):
+    """Each model is called once, untimed, before its timed chunks, and the part timers skip that
+    call: a decoder whose first call takes 0.3 s shows none of it."""
+    import time as _time
+    import types
+    decoder, calls = ckpt.model.decoder, []
+
+    def slow_first(self, x):                      # bound, so the analysis' copies of the part stay fast
+        if self is decoder:
+            calls.append(1)
+            if len(calls) == 1:
+                _time.sleep(0.3)
+        return torch.nn.Linear.forward(self, x)
+    decoder.forward = types.MethodType(slow_first, decoder)
+    ins = Inspection(ckpt.model, VariantCache(ckpt, ckpt.path.parent).get("qint8"), tiny_corpus.test, max_tokens=200)
+    timers = ins.timers["fp32"]
+    while ins.step():
+        pass
+    assert len(calls) == 1 + 8 and ins.comparison.warm_seconds["fp32"] >= 0.3
+    assert timers.seconds["decoder"] < 0.1 and ins.report()["time"]["fp32"]["total"] < 0.1
+
+
+def test_the_onnx_runtime_profile_leaves_out_the_warm_up_run(tmp_path):
+    import json
+
+    from wlm.inspection import ort_part_seconds
+    node = (lambda ts, dur, part: {"cat": "Node", "name": f"/{part}/MatMul_kernel_time", "ts": ts, "dur": dur})  # noqa: E731
+    events = [{"cat": "Session", "name": "session_initialization", "ts": 0, "dur": 90_000},
+              {"cat": "Session", "name": "model_run", "ts": 100_000, "dur": 50_000},
+              node(100_010, 40_000, "decoder"), node(140_020, 5_000, "rnn"),               # the warm-up: slow
+              {"cat": "Session", "name": "model_run", "ts": 200_000, "dur": 3_000},
+              node(200_010, 2_000, "decoder"), node(202_020, 900, "rnn")]
+    f = tmp_path / "profile.json"
+    f.write_text(json.dumps(events))
+    assert ort_part_seconds(str(f), skip_runs=1) == pytest.approx(
+        {"embedding": 0.0, "lstm": 0.0009, "decoder": 0.002, "other nodes": 0.0})
+    assert ort_part_seconds(str(f))["decoder"] == pytest.approx(0.042)

@@ -53,3 +53,51 @@ def test_derive_save_and_load_a_recipe_from_a_report(tmp_path):
         recipe.load_plan(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="derive one"):
         recipe.load_plan(tmp_path / "missing.json")
+
+
+def _report(cov=None):
+    return {"tokens": 1000, "part_sizes_mb": SIZES, "sensitivity_kl_cov": cov,
+            "sensitivity": [{"part": p, "option": o, "kl": v, "dloss": 0.0, "top1": 1.0} for (p, o), v in KL.items()]}
+
+
+def test_the_choice_says_whether_it_beats_the_runner_up_beyond_noise():
+    """Budget 31: the choice keeps touchy in fp32 (KL 0.000301), the runner-up quantizes it too
+    (0.000801): a margin of 0.0005 (touchy int8's KL), beyond noise when that KL's error is 1e-4,
+    within noise when it is 4e-4. The margin's error is that of touchy's mean alone: the parts
+    both plans share cancel, whatever their covariance."""
+    n = len(KL)
+    touchy = list(KL).index(("touchy", "int8"))
+    for se, beyond in ((1e-4, True), (4e-4, False)):
+        cov = [[(se ** 2 if i == j == touchy else 1e-8 if i == j else 5e-9) for j in range(n)] for i in range(n)]
+        r = recipe.derive(_report(cov), budget_mb=31)
+        assert r["plan"]["touchy"] == "fp32" and r["runner_up"]["plan"]["touchy"] == "int8"
+        assert r["margin_kl"] == pytest.approx(0.0005) and r["margin_kl_se"] == pytest.approx(se)
+        assert r["beats_runner_up_beyond_noise"] is beyond
+        assert ("beyond noise" if beyond else "within noise") in recipe.verdict(r)
+    old = recipe.derive(_report(None), budget_mb=31)              # an analysis stored without errors
+    assert old["beats_runner_up_beyond_noise"] is None and "no standard error" in recipe.verdict(old)
+
+
+def test_a_plan_is_keyed_by_its_sha256_and_a_derived_one_goes_to_a_new_file(tmp_path):
+    plan = {"big": "int8-per-channel", "touchy": "fp32", "easy": "8bit-rows"}
+    same = dict(reversed(list(plan.items())))
+    assert recipe.plan_sha256(plan) == recipe.plan_sha256(same) and len(recipe.plan_sha256(plan)) == 64
+    assert recipe.plan_sha256({**plan, "touchy": "int8"}) != recipe.plan_sha256(plan)
+    r = recipe.derive(_report(), budget_mb=31)
+    path = recipe.save(r, tmp_path / "r.json")
+    assert recipe.plan_sha256(path) == recipe.plan_sha256(r) == recipe.plan_sha256(plan) == r["plan_sha256"]
+    p = recipe.derived_path(plan)
+    assert p.parent == recipe.RECIPE_FILE.parent and p != recipe.RECIPE_FILE
+    assert p.name == f"qint8-mixed-{recipe.plan_sha256(plan)[:12]}.json"
+
+
+def test_a_plan_derived_on_another_checkpoint_is_refused(tmp_path):
+    r = {**recipe.derive(_report(), budget_mb=31), "checkpoint_sha256": "a" * 64}
+    path = recipe.save(r, tmp_path / "r.json")
+    assert recipe.load_plan(path, checkpoint_sha256="a" * 64) == r["plan"]
+    assert recipe.load_plan(path) == r["plan"]                          # no checkpoint to check against
+    with pytest.raises(ValueError, match=r"derived on checkpoint sha256 aaaaaaaaaaaa\.\.\., not on this one "
+                                         r"\(bbbbbbbbbbbb\.\.\.\)"):
+        recipe.load_plan(path, checkpoint_sha256="b" * 64)
+    shipped = json.loads(recipe.RECIPE_FILE.read_text())
+    assert recipe.load_plan(recipe.RECIPE_FILE, checkpoint_sha256=shipped["checkpoint_sha256"]) == shipped["plan"]

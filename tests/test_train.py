@@ -142,3 +142,34 @@ def test_anneal_last_divides_the_final_epochs_lr(tiny_dir, tmp_path):
                    log=lambda s: None)
     first, last = record["history"]
     assert last["lr"] == (first["lr"] if first["best"] else first["lr"] / 4) / 4
+
+
+def test_resume_names_every_setting_that_differs(tiny_dir, tmp_path):
+    from wlm.checkpoint import CheckpointError
+    from wlm.train import RESUME_FIELDS
+    assert {"threads", "device", "eval_batch_size", "anneal_last"} <= set(RESUME_FIELDS)
+    out = tmp_path / "m.safetensors"
+    train(tiny_config(tiny_dir, out, epochs=1, threads=1), log=lambda s: None)
+    changed = dict(threads=2, eval_batch_size=3, anneal_last=True, device="meta")
+    with pytest.raises(CheckpointError) as e:
+        train(tiny_config(tiny_dir, out, epochs=2, **changed), resume=True)
+    msg = str(e.value)
+    assert msg.startswith("cannot resume: ")
+    for phrase in ("threads was 1, now 2", "eval_batch_size was 2, now 3", "anneal_last was False, now True",
+                   "device was 'cpu', now 'meta'"):
+        assert phrase in msg, msg
+
+
+def test_resume_on_other_data_is_refused_the_same_data_elsewhere_is_not(tiny_dir, tmp_path):
+    import shutil
+    from wlm.checkpoint import CheckpointError
+    out = tmp_path / "m.safetensors"
+    train(tiny_config(tiny_dir, out, epochs=1), log=lambda s: None)
+    moved = shutil.copytree(tiny_dir, tmp_path / "moved")
+    other = shutil.copytree(tiny_dir, tmp_path / "other")
+    with open(other / "train.txt", "a") as f:
+        f.write(" w1 w2 w3 \n")
+    with pytest.raises(CheckpointError, match=r"cannot resume: data was .* \(train\.txt sha256 [0-9a-f]{12}\), now"):
+        train(tiny_config(other, out, epochs=2), resume=True)
+    record = train(tiny_config(moved, out, epochs=2), resume=True, log=lambda s: None)    # same bytes: fine
+    assert len(record["history"]) == 2

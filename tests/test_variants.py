@@ -104,24 +104,121 @@ def test_export_leaves_the_model_in_its_mode(ckpt, tmp_path):
     assert not ckpt.model.training
 
 
-def test_cache_is_reused_and_rebuilt_when_stale(ckpt, tmp_path):
+def test_cache_is_reused_and_rebuilt_for_other_versions(ckpt, tmp_path, monkeypatch):
     path = onnx_engine.build(ckpt.model, ckpt.sha256, tmp_path, "int8")
-    stamp = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("wlm-*.onnx")}
+    assert path == onnx_engine.onnx_path(tmp_path, "int8", ckpt.sha256) and path.parent.parent == tmp_path
+    stamp = {p.name: p.stat().st_mtime_ns for p in path.parent.glob("wlm-*.onnx")}
     assert set(stamp) == {"wlm-fp32.onnx", "wlm-int8.onnx"}
+    assert json.loads((path.parent / "key.json").read_text()) == onnx_engine.cache_key(ckpt.sha256)
     assert onnx_engine.build(ckpt.model, ckpt.sha256, tmp_path, "int8") == path
-    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("wlm-*.onnx")} == stamp       # reused
-    manifest = tmp_path / "wlm-int8.json"
-    key = json.loads(manifest.read_text())
-    manifest.write_text(json.dumps({**key, "onnxruntime": "0.0.1"}))      # as after an upgrade
-    onnx_engine.build(ckpt.model, ckpt.sha256, tmp_path, "int8")
-    assert (tmp_path / "wlm-int8.onnx").stat().st_mtime_ns != stamp["wlm-int8.onnx"]      # rebuilt
-    assert json.loads(manifest.read_text()) == key
-    (tmp_path / "wlm-fp32.onnx").write_bytes(b"truncated")                # a damaged file with a good
-    onnx_engine.build(ckpt.model, ckpt.sha256, tmp_path, "fp32")          # manifest is not detected...
-    (tmp_path / "wlm-fp32.json").unlink()                                 # ...but a missing manifest is
-    onnx_engine.build(ckpt.model, ckpt.sha256, tmp_path, "fp32")
-    assert (tmp_path / "wlm-fp32.onnx").stat().st_size > 1000
-    assert not list(tmp_path.glob("*.part"))                              # no temporary files left
+    assert {p.name: p.stat().st_mtime_ns for p in path.parent.glob("wlm-*.onnx")} == stamp       # reused
+    import onnxruntime
+    monkeypatch.setattr(onnxruntime, "__version__", "0.0.1")              # as after an upgrade
+    other = onnx_engine.build(ckpt.model, ckpt.sha256, tmp_path, "int8")
+    assert other != path and other.is_file() and path.is_file()           # its own file; the old one intact
+    assert not list(tmp_path.rglob("*.part"))                             # no temporary files left
+
+
+@pytest.fixture
+def other_ckpt(tmp_path, tiny_corpus, ckpt):
+    """Another checkpoint of the same shape (other weights)."""
+    from wlm.checkpoint import save_checkpoint
+    from wlm.model import LSTMModel
+    torch.manual_seed(1)
+    model = LSTMModel(ckpt.model.config).eval()
+    return load_checkpoint(save_checkpoint(tmp_path / "other.safetensors", model, tiny_corpus.dictionary))
+
+
+def test_another_checkpoint_in_the_same_cache_never_replaces_an_export(ckpt, other_ckpt, tmp_path):
+    """As `bench --checkpoint other.safetensors` beside a server, with the same cache folder."""
+    cache = tmp_path / "cache"
+    mine = onnx_engine.build(ckpt.model, ckpt.sha256, cache, "fp32")
+    before = mine.read_bytes()
+    theirs = onnx_engine.build(other_ckpt.model, other_ckpt.sha256, cache, "fp32")
+    assert theirs != mine and theirs.read_bytes() != before
+    assert onnx_engine.build(ckpt.model, ckpt.sha256, cache, "fp32").read_bytes() == before
+    x = torch.arange(5).view(-1, 1)                                       # a new session loads this model
+    with torch.inference_mode():
+        ref, _ = ckpt.model(x, ckpt.model.init_hidden(1))
+        out, _ = onnx_engine.OrtModel(mine, 2, 64)(x, ckpt.model.init_hidden(1))
+    assert torch.allclose(out, ref, atol=1e-4)
+
+
+def test_a_build_cut_short_leaves_no_model_that_counts(ckpt, other_ckpt, tmp_path, monkeypatch):
+    """A crash after one file of a build and before the next never pairs a model with another's key."""
+    cache = tmp_path / "cache"
+    mine = onnx_engine.build(ckpt.model, ckpt.sha256, cache, "fp32").read_bytes()
+    real_export = onnx_engine.export
+
+    def export_then_crash(model, path):
+        real_export(model, path)
+        raise OSError("killed here")                                      # before anything else is written
+    monkeypatch.setattr(onnx_engine, "export", export_then_crash)
+    real_write_json = onnx_engine.write_json
+    monkeypatch.setattr(onnx_engine, "write_json", lambda *a: (_ for _ in ()).throw(OSError("killed here"))
+                        if "key.json" not in str(a[0]) else real_write_json(*a))
+    with pytest.raises(OSError, match="killed here"):
+        onnx_engine.build(other_ckpt.model, other_ckpt.sha256, cache, "fp32")
+    monkeypatch.undo()
+    assert onnx_engine.build(ckpt.model, ckpt.sha256, cache, "fp32").read_bytes() == mine
+
+
+def test_a_failed_build_is_remembered_not_retried(ckpt, tmp_path, monkeypatch):
+    from wlm import variants
+    calls = []
+
+    def failing_build(name, *a, **kw):
+        calls.append(name)
+        raise RuntimeError("building the int8 ONNX file failed (killed after 900 s)")
+    monkeypatch.setattr(variants, "build", failing_build)
+    cache = VariantCache(ckpt, tmp_path)
+    for _ in range(3):
+        with pytest.raises(variants.VariantBuildError, match=r"ort-int8 could not be built here: .*killed after 900 s"):
+            cache.get("ort-int8")
+    assert calls == ["ort-int8"]                                          # tried once
+    assert "killed after 900 s" in cache.failed["ort-int8"] and not cache.is_built("ort-int8")
+    cache.prebuild(["ort-int8"]).join()
+    assert calls == ["ort-int8"]
+    cache.forget_failure("ort-int8")
+    with pytest.raises(variants.VariantBuildError):
+        cache.get("ort-int8")
+    assert calls == ["ort-int8", "ort-int8"]
+    assert VariantCache(ckpt, tmp_path).failed == {}                      # a restart tries again
+
+
+def test_a_failed_or_killed_child_build_leaves_no_part_file(ckpt, tmp_path, monkeypatch):
+    """Each try used to leave the child's ~114 MB temporary file behind."""
+    writes_then = {"fails": "sys.exit(3)", "hangs": "time.sleep(60)"}
+    for how, end in writes_then.items():
+        script = ("import os, sys, time; d = sys.argv[1]; os.makedirs(d, exist_ok=True); "
+                  "open(os.path.join(d, f'.wlm-fp32.onnx.{os.getpid()}.abc123.part'), 'wb').write(b'x' * 4096); "
+                  + end)
+        folder = onnx_engine.key_dir(tmp_path, ckpt.sha256)
+        monkeypatch.setattr(onnx_engine, "_child_command", lambda *a: [sys.executable, "-c", script, str(folder)])
+        with pytest.raises(RuntimeError, match="killed after 2 s" if how == "hangs" else "exit status 3"):
+            onnx_engine.build(ckpt.model, ckpt.sha256, tmp_path, "fp32", checkpoint_path=ckpt.path, timeout_s=2)
+        assert not list(tmp_path.rglob("*.part")), how
+
+
+def test_stale_part_files_are_removed_at_start_up_live_ones_kept(ckpt, tmp_path):
+    import subprocess
+    folder = onnx_engine.key_dir(tmp_path, ckpt.sha256)
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = folder / f".wlm-int8.onnx.{int(dead.stdout)}.x1y2z3.part"
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live = folder / f".wlm-fp32.onnx.{alive.pid}.a1b2c3.part"
+        for p in (stale, live):
+            p.write_bytes(b"x" * 1000)
+        (tmp_path / "wlm-int8.onnx").write_bytes(b"an export in the earlier layout")
+        (tmp_path / "wlm-int8.json").write_text("{}")
+        VariantCache(ckpt, tmp_path)
+        assert not stale.exists() and live.exists()                         # a build still running keeps its file
+        assert not (tmp_path / "wlm-int8.onnx").exists() and not (tmp_path / "wlm-int8.json").exists()
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 def test_without_onnxruntime_its_variants_are_hidden_with_the_reason(ckpt, tmp_path, monkeypatch, tiny_dir):
@@ -133,8 +230,8 @@ def test_without_onnxruntime_its_variants_are_hidden_with_the_reason(ckpt, tmp_p
     app = QuantDemo(AppConfig(checkpoint=str(ckpt.path), data=str(tiny_dir), cache=str(tmp_path)))
     assert "ort-int8" not in app.choices and "qint8" in app.choices
     assert "ort-int8" in app.variants_note() and "not installed" in app.variants_note()
-    with pytest.raises(ValueError, match="not installed"):
-        list(app.generate("w1", 3, 1.0, 0, False, "ort-int8"))
+    with pytest.raises(ValueError, match="not installed"):              # what Generate and Measure check
+        app.variant_arg("ort-int8")
 
 
 def test_variant_cache_builds_once(ckpt, tmp_path):
@@ -166,3 +263,38 @@ def test_the_mixed_variant_follows_its_plan_file_and_is_hidden_without_one(ckpt,
     _, r = Comparison({"fp32": ckpt.model, "mixed": m}, tiny_corpus.test, max_tokens=400).run()
     assert r.agreement.top1 >= 0.97
 
+
+
+def test_the_mixed_variant_is_keyed_by_its_plan(ckpt, tmp_path, monkeypatch):
+    """Stored results of qint8-mixed must name the plan it ran (wlm.results.ResultStore.lookup(plans=))."""
+    import hashlib
+    from wlm import recipe, variants
+    plan = {"embedding": "fp32", "lstm.0": "int8", "lstm.1": "fp32", "decoder": "int8"}
+    f = tmp_path / "recipe.json"
+    f.write_text(json.dumps({"format": "wlm-recipe/1", "plan": plan}))
+    monkeypatch.setitem(variants.VARIANTS, "qint8-mixed",
+                        variants.VariantSpec("qint8-mixed", "torch", "test", variants.PlanFile(f)))
+    sha = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    if hasattr(recipe, "plan_sha256"):
+        sha = recipe.plan_sha256(plan)
+    cache = VariantCache(ckpt, tmp_path)
+    assert cache.plans(["fp32", "qint8", "qint8-mixed"]) == {"qint8-mixed": sha}          # before it is built
+    v = cache.get("qint8-mixed")
+    assert v.plan_sha256 == sha and v.key == f"qint8-mixed@{sha[:16]}" and cache.get("qint8").key == "qint8"
+    f.write_text(json.dumps({"format": "wlm-recipe/1", "plan": {**plan, "lstm.1": "int8"}}))
+    assert variants.variant_plans(["qint8-mixed"])["qint8-mixed"] != sha                  # the file moved on...
+    assert cache.plans(["qint8-mixed"]) == {"qint8-mixed": sha}                          # ...the built model did not
+
+
+def test_a_recipe_is_checked_against_the_checkpoint_when_load_plan_can(ckpt, tmp_path, monkeypatch):
+    from wlm import recipe, variants
+    seen = []
+
+    def load_plan(path, checkpoint_sha256=None):
+        seen.append(checkpoint_sha256)
+        raise ValueError(f"{path} was derived for another checkpoint")
+    monkeypatch.setattr(recipe, "load_plan", load_plan)
+    assert "another checkpoint" in variants.unavailable("qint8-mixed", ckpt.sha256)
+    with pytest.raises(RuntimeError, match="another checkpoint"):
+        build("qint8-mixed", ckpt, tmp_path)
+    assert seen == [ckpt.sha256, ckpt.sha256]

@@ -118,6 +118,7 @@ def _load(args):
 
 
 def cmd_eval(args) -> int:
+    from . import stats
     from .data import Corpus
     from .evaluate import Comparison
     from .quantize import model_size
@@ -129,22 +130,34 @@ def cmd_eval(args) -> int:
     # a quantized model is evaluated in lockstep with fp32, which gives the agreement metrics
     models = {"fp32": ckpt.model, name: model} if model is not ckpt.model else {name: model}
     bar = TqdmProgress(f"eval {' + '.join(models)} {args.split}", unit="tok", disable=args.json)
-    r = Comparison(models, corpus.split(args.split), max_tokens=args.max_tokens).run(threads=args.threads,
-                                                                                    progress=bar)[-1]
+    c = Comparison(models, corpus.split(args.split), max_tokens=args.max_tokens)
+    results = c.run(threads=args.threads, progress=bar)
+    r = results[-1]
     size = model_size(model)
     out = {"model": name, "size_mb": round(size.total_mb, 6), **r.to_dict(), "split": args.split,
            "threads": args.threads, "checkpoint": str(args.checkpoint)}
+    if len(models) > 1:
+        out["loss_change"], out["loss_change_se"] = r.loss - results[0].loss, c.loss_change_se(name)
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{name}: size {size.total_mb:.3f} MB | {args.split} loss {r.loss:.4f} | ppl {r.ppl:.2f} | "
-          f"{r.tokens} tokens in {r.seconds:.1f} s ({r.tokens_per_s:.0f} tokens/s, {args.threads} thread(s))")
+    pm = stats.fmt_pm
+    for n, res in zip(models, results):
+        print(f"{n}: {'size ' + f'{size.total_mb:.3f} MB | ' if n == name else ''}{args.split} loss "
+              f"{pm(res.loss, res.loss_se, 4, False)} | ppl {pm(res.ppl, res.ppl_se, 2, False)} | {res.tokens} tokens "
+              f"in {res.seconds:.1f} s ({res.tokens_per_s:.0f} tokens/s, {args.threads} thread(s))")
     a = r.agreement
     if a:
-        print(f"vs fp32 on the same tokens: top-1 agreement {a.top1:.4f} | KL(fp32 || {name}) mean {a.kl_mean:.5f}, "
-              f"median {a.kl_median:.5f}, p99 {a.kl_p99:.4f} nats | overlap (1 - TV) {a.overlap:.4f}, "
-              f"~{a.words_before_parting:.0f} words before coupled samples part | "
-              f"p(true next word) change mean {a.dp_mean:+.5f}, rms {a.dp_rms:.5f}")
+        change = out["loss_change"]
+        print(f"loss change vs fp32 on the same tokens: {pm(change, out['loss_change_se'])}"
+              f"{stats.noise_mark(change, out['loss_change_se'])}")
+        print(f"vs fp32 on the same tokens: top-1 agreement {pm(a.top1, a.top1_se, 4, False)} | KL(fp32 || {name}) "
+              f"mean {pm(a.kl_mean, a.kl_mean_se, 5, False)}, median {a.kl_median:.5f}, p99 {a.kl_p99:.4f} nats | "
+              f"overlap (1 - TV) {pm(a.overlap, a.overlap_se, 4, False)}, ~{a.words_before_parting:.1f} identical "
+              f"words before coupled samples part | p(true next word) change mean "
+              f"{pm(a.dp_mean, a.dp_mean_se, 5)}{stats.noise_mark(a.dp_mean, a.dp_mean_se)}, "
+              f"rms {pm(a.dp_rms, a.dp_rms_se, 5, False)}")
+    print(f"±: standard error by batch means over blocks of {r.se_block_tokens:,} consecutive tokens (wlm.stats)")
     return 0
 
 
@@ -171,7 +184,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_models, coupled_parting, format_table, generation_rate, machine_info, speed_markdown
+    from .bench import (alone_lines, bench_models, coupled_parting, format_table, generation_rate, machine_info,
+                        speed_markdown)
     from .checkpoint import load_checkpoint
     from .data import Corpus
     from .progress import TqdmProgress
@@ -181,6 +195,9 @@ def cmd_bench(args) -> int:
     if unknown:
         raise CLIError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     names = [REFERENCE] + [n for n in VARIANTS if n in asked]          # canonical order, as the app's
+    alone = [n for n in (args.alone or "").split(",") if n]
+    if any(n not in names for n in alone):
+        raise CLIError(f"--alone must name measured models ({', '.join(names)}), got {args.alone}")
     ckpt = load_checkpoint(args.checkpoint)
     corpus = Corpus(resolve_data_dir(args.data))
     if corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
@@ -191,7 +208,8 @@ def cmd_bench(args) -> int:
     models = {n: v.model for n, v in variants.items()}
     rows, speed, timing = bench_models(models, corpus.split(args.split), max_tokens=args.max_tokens,
                                        threads=args.threads, repeats=args.repeats,
-                                       sizes={n: v.size for n, v in variants.items()},
+                                       sizes={n: v.size for n, v in variants.items()}, alone=tuple(alone),
+                                       block_chunks=args.block_chunks,
                                        progress=TqdmProgress("bench", unit="tok", disable=args.json))
     gen = {name: generation_rate(m, ckpt.dictionary, words=args.words, threads=args.threads)
            for name, m in models.items()} if args.words else {}
@@ -208,7 +226,8 @@ def cmd_bench(args) -> int:
                              engines={n: v.spec.engine for n, v in variants.items()}, machine=info,
                              checkpoint_sha256=ckpt.sha256, test_sha256=sha256_file(corpus.path / "test.txt"),
                              source=_command_line(args),
-                             timing={"wall_s": timing["wall_s"][0], "models_s": timing["models_s"][0]})
+                             timing={"wall_s": timing["wall_s"][0], "models_s": timing["models_s"][0],
+                                     "ratio_ci": timing["ratio_ci"]})
         record["speed"], record["generation"] = speed, gen
         folder = Path(args.save_to) if args.save_to else cache_dir(args.cache) / "results"
         log(f"stored: {ResultStore(folder).save(record)}")
@@ -223,9 +242,14 @@ def cmd_bench(args) -> int:
     print(format_table(rows))
     print()
     print(speed_markdown(rows, speed, {n: v.spec.engine for n, v in variants.items()}, gen))
-    r = timing["ratio"]
+    r, ci = timing["ratio"], timing["ratio_ci"]
     print(f"\ncost of measuring: wall time in the loop / the models' own time = {r['median']:.3f} "
-          f"[{r['min']:.3f}-{r['max']:.3f}] over {r['n']} pass(es) (the rest: agreement metrics and the loop)")
+          f"[{r['min']:.3f}-{r['max']:.3f}] over {r['n']} pass(es)"
+          + (f"; first pass {timing['wall_s'][0] / timing['models_s'][0]:.3f}, ~95% interval "
+             f"[{ci[0]:.3f}-{ci[1]:.3f}] from its per-block times" if ci else "")
+          + " (the rest: agreement metrics and the loop)")
+    for line in alone_lines(speed):
+        print(line)
     if coupled:
         print(f"\nside by side {names[0]} / {names[1]}, {coupled['seeds']} seeds x {coupled['words']} words, prompt "
               f"{args.pair_prompt!r}: {coupled['mean_identical_words']:.1f} identical words before the texts part on "
@@ -238,7 +262,7 @@ def cmd_inspect(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import Corpus
     from .threads import num_threads
-    from .inspection import Inspection
+    from .inspection import Inspection, noise_text
     from .inspectview import report_text
     from .progress import TqdmProgress
     from .variants import VARIANTS, VariantCache
@@ -248,6 +272,9 @@ def cmd_inspect(args) -> int:
     corpus = Corpus(resolve_data_dir(args.data))
     if corpus.dictionary.idx2word != ckpt.dictionary.idx2word:
         raise CLIError(f"the corpus in {corpus.path} does not have the checkpoint's vocabulary")
+    if args.replace_recipe and not args.derive_recipe:
+        raise CLIError("--replace-recipe writes a derived recipe: add --derive-recipe")
+    recipe_out = _recipe_out(args) if args.derive_recipe else None       # refused before the work, not after
     variant = VariantCache(ckpt, args.cache).get(args.variant)
     bar = TqdmProgress(f"inspect {args.variant}", unit="tok", disable=args.json)
     with num_threads(args.threads):
@@ -268,17 +295,37 @@ def cmd_inspect(args) -> int:
                                         source=_command_line(args))
         print(f"stored: {ResultStore(args.save_to).inspections().save(record)}", file=sys.stderr)
     if args.derive_recipe:
-        from .recipe import RECIPE_FILE, derive, save
+        from .recipe import derive, save
         recipe = derive(report, args.budget_mb, report["size_overhead_mb"])
         recipe["command"] = _command_line(args)
         recipe["checkpoint_sha256"] = ckpt.sha256
         report["recipe"] = recipe
-        report["recipe_file"] = str(save(recipe, args.recipe_out or RECIPE_FILE))
+        from .recipe import derived_path
+        report["recipe_file"] = str(save(recipe, recipe_out or derived_path(recipe["plan"])))
     if args.json:
         print(json.dumps(report))
         return 0
     print(report_text(report))
+    print()
+    print(noise_text(report))
+    if args.derive_recipe:
+        from .recipe import verdict
+        print(f"\nrecipe written to {report['recipe_file']} (plan sha256 {report['recipe']['plan_sha256'][:12]}); "
+              f"{verdict(report['recipe'])}")
     return 0
+
+
+def _recipe_out(args):
+    """Where --derive-recipe writes: --recipe-out, else the shipped recipe with --replace-recipe,
+    else a new file beside it named by the plan (decided once the plan is known)."""
+    from .recipe import RECIPE_FILE
+    if args.recipe_out:
+        out = Path(args.recipe_out)
+        if out.resolve() == RECIPE_FILE.resolve() and not args.replace_recipe:
+            raise CLIError(f"--recipe-out {out} is the shipped recipe of qint8-mixed; add --replace-recipe to "
+                           f"replace it")
+        return out
+    return RECIPE_FILE if args.replace_recipe else None
 
 
 def cmd_load(args) -> int:
@@ -395,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pair-seeds", type=int, default=0,
                    help="side-by-side runs of 100 words (seeds 0..N-1): identical words before the texts part")
     b.add_argument("--pair-prompt", default="The game was released in", help="prompt of those runs")
+    b.add_argument("--alone", default="", metavar="NAMES",
+                   help="comma-separated models also measured by themselves, each pass next to a pass in company: "
+                        "their tokens/s alone and in company (e.g. --alone ort-int8)")
+    b.add_argument("--block-chunks", type=_positive_int, default=None,
+                   help="chunks each model runs in a row (default: wlm.evaluate.DEFAULT_BLOCK_CHUNKS; 1: the old "
+                        "chunk-by-chunk lockstep)")
 
     ins = _command(sub, "inspect", "where int8 loses and why it is faster: per-part error, sensitivity, time",
                    cmd_inspect, split=True)
@@ -406,7 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--save-to", metavar="DIR",
                      help="store the result in DIR, where the app finds it (data/results: shipped with the app)")
     ins.add_argument("--recipe-out", default=None,
-                     help="where the derived recipe goes (default: data/recipes/qint8-mixed.json, the variant's)")
+                     help="where the derived recipe goes (default: a new file data/recipes/qint8-mixed-<plan sha256>"
+                          ".json; the variant's own file only with --replace-recipe)")
+    ins.add_argument("--replace-recipe", action="store_true",
+                     help="write the derived recipe over data/recipes/qint8-mixed.json, the plan qint8-mixed runs")
 
     ld = sub.add_parser("load", help="load-test the demo on loopback: concurrent generate and measure users",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -1,13 +1,20 @@
-"""Download WikiText-2 from its canonical public copy, verifying sha256, writing atomically."""
+"""Download WikiText-2 from its canonical public copy, verifying sha256, writing atomically.
+
+Each download goes to a private temporary file of its own in the destination folder
+(``tempfile.mkstemp``: mode 0600, a name no other process uses), the file as written is read
+back and hashed, and only a file whose sha256 matches is renamed into place
+(``wlm.storage.atomic_write``). Two processes fetching at once each install a whole file.
+"""
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from .progress import Progress
+from .storage import atomic_write
+from .storage import sha256_file as sha256_file    # re-exported: wlm.download.sha256_file is public
 
 BASE_URL = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2"
 SHA256 = {
@@ -19,14 +26,6 @@ SHA256 = {
 
 class DownloadError(Exception):
     """A download that failed; the message says what to do."""
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def corpus_sha256(folder) -> dict[str, str]:
@@ -44,9 +43,9 @@ def download(dest, *, mirror: str | None = None, timeout: float = 10.0,
              progress_factory=None, force: bool = False, files=tuple(SHA256)) -> dict[str, Path]:
     """Fetch train/valid/test.txt (or just ``files``) into ``dest``; return their paths.
 
-    Files already present with the right sha256 are kept. Each file is written to a
-    temporary name and renamed only after its checksum matched, so a failure leaves no
-    partial file. ``mirror`` (or $WLM_DATA_MIRROR) replaces the base URL.
+    Files already present with the right sha256 are kept. Each file is written to a private
+    temporary file, hashed as written, and renamed only after its checksum matched, so a
+    failure leaves no partial file. ``mirror`` (or $WLM_DATA_MIRROR) replaces the base URL.
     ``progress_factory(name)`` returns a ``progress(bytes_done, bytes_total)`` callback.
     """
     dest = Path(dest)
@@ -57,31 +56,14 @@ def download(dest, *, mirror: str | None = None, timeout: float = 10.0,
     if unknown:
         raise ValueError(f"files must be among {', '.join(SHA256)}, got {unknown}")
     for name in files:
-        expected = SHA256[name]
         target = dest / name
-        if target.is_file() and not force and sha256_file(target) == expected:
+        if target.is_file() and not force and sha256_file(target) == SHA256[name]:
             out[name] = target
             continue
-        tmp = dest / f".{name}.part"
         url = f"{base}/{name}"
         progress: Progress = progress_factory(name) if progress_factory else None
-        h = hashlib.sha256()
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-                total = int(r.headers.get("Content-Length") or 0)
-                done = 0
-                while block := r.read(1 << 16):
-                    f.write(block)
-                    h.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, max(total, done))
-                if total and done != total:
-                    raise DownloadError(f"{name}: connection closed after {done} of {total} bytes")
-            if h.hexdigest() != expected:
-                raise DownloadError(f"{name}: sha256 mismatch (got {h.hexdigest()}, expected {expected}); "
-                                    f"the file from {url} is not WikiText-2 as shipped by pytorch/examples")
-            os.replace(tmp, target)
+            atomic_write(target, lambda tmp: _fetch(url, name, tmp, timeout, progress))
         except DownloadError:
             raise
         except (urllib.error.URLError, OSError, ValueError) as e:
@@ -89,7 +71,27 @@ def download(dest, *, mirror: str | None = None, timeout: float = 10.0,
             raise DownloadError(f"could not download {url}: {reason}. {_manual_hint(dest)}") from e
         except Exception as e:  # http.client.IncompleteRead and friends
             raise DownloadError(f"download of {url} failed: {e!r}. {_manual_hint(dest)}") from e
-        finally:
-            tmp.unlink(missing_ok=True)
         out[name] = target
     return out
+
+
+def _fetch(url: str, name: str, tmp: str, timeout: float, progress: Progress | None) -> None:
+    """``url`` into the file ``tmp``, then check the sha256 of the file as written (not of the
+    bytes received: what counts is what the disk holds)."""
+    expected = SHA256[name]
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        total = int(r.headers.get("Content-Length") or 0)
+        done = 0
+        while block := r.read(1 << 16):
+            f.write(block)
+            done += len(block)
+            if progress:
+                progress(done, max(total, done))
+        if total and done != total:
+            raise DownloadError(f"{name}: connection closed after {done} of {total} bytes")
+        f.flush()
+        os.fsync(f.fileno())
+    got = sha256_file(tmp)
+    if got != expected:
+        raise DownloadError(f"{name}: sha256 mismatch (got {got}, expected {expected}); "
+                            f"the file from {url} is not WikiText-2 as shipped by pytorch/examples")

@@ -8,6 +8,11 @@ allow: the shared-noise coupling of Daliri et al., "Coupling without Communicati
 Drafter-Invariant Speculative Decoding" (arXiv 2408.07978), which agrees with probability at
 least (1 - TV) / (1 + TV). ``python -m wlm generate --seed S`` therefore writes exactly what the
 demo's pane of that model writes from seed S.
+
+A prompt is read ``PROMPT_CHUNK`` tokens per call (``PromptReader``), and only its last
+chunk goes through the decoder (the only logits that matter are the last position's): a
+prompt of 1,000 tokens costs a few bounded steps, not one call that computes 1,000 x 33,278
+logits. A prompt of at most ``PROMPT_CHUNK`` tokens is read in one call, exactly as before.
 """
 from __future__ import annotations
 
@@ -20,8 +25,10 @@ import numpy as np
 import torch
 
 from .data import Dictionary
+from .model import LSTMModel
 
 MAX_WORDS = 1000
+PROMPT_CHUNK = 64     # prompt tokens per call: ~8.5 MB of logits at most, a few ms of work
 NEAR = 5.0        # pick: words within NEAR * T of the top logit are always scored
 
 
@@ -118,15 +125,65 @@ def prompt_ids(dictionary: Dictionary, cfg: GenerationConfig, sampler: GumbelSam
     return ids or [sampler.start_word(len(dictionary))]
 
 
+def hidden_after(model, ids: torch.Tensor, hidden):
+    """The model's hidden state after reading ``ids`` (T, 1), skipping the decoder where the model
+    lets us: its own ``forward_hidden(ids, hidden)`` if it has one, the embedding and LSTM of an
+    ``LSTMModel`` (fp32 or a torch.ao quantized copy: the same calls its forward makes), else a
+    full forward whose logits are dropped (bounded by the chunk)."""
+    own = getattr(model, "forward_hidden", None)
+    if callable(own):
+        return own(ids, hidden)
+    if isinstance(model, LSTMModel):
+        _, hidden = model.rnn(model.drop(model.encoder(ids)), hidden)
+        return hidden
+    return model(ids, hidden)[1]
+
+
+class PromptReader:
+    """A prompt read into a model at most ``chunk`` tokens per ``step()``: the chunks before the
+    last only advance the hidden state (``hidden_after``), the last one is a full forward whose
+    last row is ``last``, the logits that predict the first new word.
+
+    A prompt of at most ``chunk`` tokens is one forward call over all of it, exactly the call a
+    reader of the whole prompt makes (same numbers, dynamic int8's per-call scales included)."""
+
+    def __init__(self, model, ids: list[int], chunk: int = PROMPT_CHUNK):
+        if not ids:
+            raise ValueError("the prompt must have at least one token")
+        if not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        self.model, self.ids, self.chunk = model, list(ids), chunk
+        self.hidden = model.init_hidden(1)
+        self.read = 0                      # tokens read so far
+        self.last: torch.Tensor | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.read == len(self.ids)
+
+    def step(self) -> None:
+        """Read the next chunk (a no-op when done)."""
+        if self.done:
+            return
+        end = min(self.read + self.chunk, len(self.ids))
+        x = torch.tensor(self.ids[self.read:end], dtype=torch.long).view(-1, 1)   # (T, 1)
+        if end < len(self.ids):
+            self.hidden = hidden_after(self.model, x, self.hidden)
+        else:
+            logits, self.hidden = self.model(x, self.hidden)                     # (T, 1, ntoken)
+            self.last = logits[-1, 0]
+        self.read = end
+
+
 @torch.inference_mode()
 def generate(model, dictionary: Dictionary, cfg: GenerationConfig) -> Iterator[str]:
     """Yield ``cfg.words`` generated words, one at a time (the prompt is not repeated)."""
     sampler = GumbelSampler(cfg, len(dictionary))
     model.eval()
-    ids = prompt_ids(dictionary, cfg, sampler)
-    # Feed the prompt (seq, 1) in one call; the last output predicts the first new word.
-    logits, hidden = model(torch.tensor(ids, dtype=torch.long).view(-1, 1), model.init_hidden(1))
-    last = logits[-1, 0]
+    reader = PromptReader(model, prompt_ids(dictionary, cfg, sampler))
+    while not reader.done:                 # the last output predicts the first new word
+        reader.step()
+    last, hidden = reader.last, reader.hidden
     for i in range(cfg.words):
         word = pick(last, sampler.temperature, sampler.uniforms())
         yield dictionary.idx2word[word]

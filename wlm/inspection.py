@@ -6,10 +6,14 @@ N test tokens (bptt 25, batch 1), in chunks a caller can interleave with other w
    alone); and of each model's own output of it ("running": the error accumulated up to there).
 2. Sensitivity: loss change, KL(fp32 || model) and top-1 agreement when only one part is
    quantized (each LSTM layer, the decoder per tensor and per channel, the embedding 8-bit),
-   all in lockstep with fp32 and the variant through ``wlm.evaluate.Comparison``, as Measure.
+   all in lockstep with fp32 and the variant through ``wlm.evaluate.Comparison``, as Measure,
+   each with its standard error by batch means (``wlm.stats``), and which parts' effects are
+   distinguishable from each other and from zero.
 3. Time per part of the real fp32 model and of the variant, from those same chunks: the
    embedding, the LSTM, the decoder, and the log-softmax and loss; an ONNX Runtime variant's
-   from its own profiler, per node.
+   from its own profiler, per node. Every model is called once, untimed, before the timed
+   chunks (an ONNX Runtime session is made at its first call), and that call is left out of
+   the profile too.
 
 Example:
     >>> ins = Inspection(ckpt.model, variant, corpus.test, max_tokens=10_000)
@@ -26,6 +30,7 @@ from pathlib import Path
 import torch
 
 from . import layerwise as lw
+from . import stats
 from .data import batchify, get_batch
 from .evaluate import Comparison
 from .model import detach_hidden
@@ -73,13 +78,18 @@ class PartTimer:
         self._wrapped = []
 
 
-def ort_part_seconds(profile_file: str) -> dict[str, float]:
+def ort_part_seconds(profile_file: str, skip_runs: int = 0) -> dict[str, float]:
     """Seconds per part from an ONNX Runtime profile: its nodes' kernel times, by the exporter's
-    names (``/encoder/``, ``/rnn/``, ``/decoder/``)."""
+    names (``/encoder/``, ``/rnn/``, ``/decoder/``), leaving out the nodes of the first
+    ``skip_runs`` runs (``model_run`` events: the untimed warm-up calls)."""
+    events = json.loads(Path(profile_file).read_text())
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session"
+                  and e.get("name") == "model_run")[:skip_runs]
+    skipped = (lambda ts: any(a <= ts <= b for a, b in runs))      # noqa: E731
     out = {name: 0.0 for name, _ in TIMED_PARTS}
     out["other nodes"] = 0.0
-    for e in json.loads(Path(profile_file).read_text()):
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or skipped(e.get("ts", 0)):
             continue
         name = e["name"]
         part = next((p for p, a in TIMED_PARTS if f"/{a}/" in name), "other nodes")
@@ -143,6 +153,7 @@ class Inspection:
         if self.quant is not None and self.row < self.rows:
             self._error_chunk()
             return True
+        self.comparison.warm()            # once per model, untimed: before the part timers run
         for t in self.timers.values():
             t.active = True
         try:
@@ -191,14 +202,18 @@ class Inspection:
         if self._report is not None:
             return self._report
         cfg = self.fp32.config
-        res = dict(zip(self.comparison.models, self.comparison.results()))
+        c = self.comparison
+        res = dict(zip(c.models, c.results()))
         ref, var = res["fp32"], res[self.variant.name]
         fin = (lambda v: None if v is None or not math.isfinite(v) else round(v, 3))  # noqa: E731
         sens = []
         for (p, o), _ in self.alone.items():
-            r = res[f"{p} {o}"]
+            name = f"{p} {o}"
+            r = res[name]
             sens.append({"part": p, "option": o, "dloss": r.loss - ref.loss, "kl": r.agreement.kl_mean,
-                         "top1": r.agreement.top1})
+                         "top1": r.agreement.top1, "dloss_se": c.loss_change_se(name),
+                         "kl_se": r.agreement.kl_mean_se, "top1_se": r.agreement.top1_se})
+        cov = c.metric_cov([f"{p} {o}" for p, o in self.alone], "kl")
         by = {(s["part"], s["option"]): s for s in sens}
         wsq = lw.weight_sqnr(self.split, self.quant) if self.quant else {}
         modules = []
@@ -212,14 +227,22 @@ class Inspection:
                 "weights_sqnr_db": {k: fin(v) for k, v in wsq[p].items() if k != "all"} if wsq else None,
                 "shadow_sqnr_db": fin(self.err[p]["shadow"].db) if self.quant else None,
                 "running_sqnr_db": fin(self.err[p]["running"].db) if self.quant else None,
-                "alone_option": alone_option, "alone_dloss": a["dloss"], "alone_kl": a["kl"], "alone_top1": a["top1"]})
+                "alone_option": alone_option, "alone_dloss": a["dloss"], "alone_kl": a["kl"], "alone_top1": a["top1"],
+                "alone_dloss_se": a["dloss_se"], "alone_kl_se": a["kl_se"], "alone_top1_se": a["top1_se"]})
         sizes = {p: {o: lw.part_mb((self.alone[(p, o)] if o != "fp32" else self.split).part(p))
                      for o in lw.PART_OPTIONS[lw.kind_of(p)]} for p in lw.parts(cfg)}
         whole = lw.part_mb(self.split)          # the file of the whole model, against its parts' files
         self._report = {
             "variant": self.variant.name, "engine": self.variant.spec.engine, "tokens": ref.tokens,
             "plan": self.plan, "modules": modules, "sensitivity": sens,
-            "end_to_end": {"dloss": var.loss - ref.loss, "kl": var.agreement.kl_mean, "top1": var.agreement.top1},
+            "end_to_end": {"dloss": var.loss - ref.loss, "kl": var.agreement.kl_mean, "top1": var.agreement.top1,
+                           "dloss_se": c.loss_change_se(self.variant.name), "kl_se": var.agreement.kl_mean_se,
+                           "top1_se": var.agreement.top1_se},
+            "se_block_tokens": c.se_block_tokens,
+            # covariance of the single-part KL means (in the order of "sensitivity"): the error of
+            # any sum or difference of them, e.g. a recipe's predicted KL against another's
+            "sensitivity_kl_cov": cov.tolist() if cov is not None else None,
+            "kl_ranking": kl_ranking(sens, cov),
             "time": {"fp32": self._times("fp32"), self.variant.name: self._times(self.variant.name)},
             "part_sizes_mb": sizes, "size_overhead_mb": whole - sum(v["fp32"] for v in sizes.values()),
             "note": None if self.quant else (
@@ -236,12 +259,59 @@ class Inspection:
         if name in self.timers:
             parts = dict(self.timers[name].seconds)
         else:                   # ONNX Runtime: its profiler's kernel times; the rest is the session's own
-            profile = self.model_for_time.end_profiling()
-            parts, rest = ort_part_seconds(profile), "session and copies"
+            profile = self.model_for_time.end_profiling()      # its first run was the untimed warm-up
+            parts, rest = ort_part_seconds(profile, skip_runs=1), "session and copies"
             Path(profile).unlink(missing_ok=True)
         parts["log-softmax and loss"] = total - forward
         parts[rest] = forward - sum(v for k, v in parts.items() if k != "log-softmax and loss")
         return {"total": total, "parts": parts}
+
+
+def kl_ranking(sens: list[dict], cov=None, z: float = stats.Z95) -> list[dict]:
+    """The single-part models from the largest KL to the smallest, each with whether its KL is
+    above the next one's by more than the noise: the paired difference of the two means against
+    z times its standard error (from ``cov``, the covariance of the means in the order of
+    ``sens``; None: unknown). Also whether its loss change is within noise of zero."""
+    order = sorted(range(len(sens)), key=lambda i: -sens[i]["kl"])
+    out = []
+    for rank, i in enumerate(order):
+        s = sens[i]
+        entry = {"part": s["part"], "option": s["option"], "kl": s["kl"], "kl_se": s.get("kl_se"),
+                 "dloss_within_noise": stats.within_noise(s["dloss"], s.get("dloss_se")),
+                 "above_next": None, "above_next_se": None, "distinct_from_next": None}
+        if rank + 1 < len(order):
+            j = order[rank + 1]
+            entry["above_next"] = s["kl"] - sens[j]["kl"]
+            if cov is not None:
+                se = math.sqrt(max(0.0, cov[i][i] + cov[j][j] - 2 * cov[i][j]))
+                entry["above_next_se"] = se
+                entry["distinct_from_next"] = entry["above_next"] > z * se
+        out.append(entry)
+    return out
+
+
+def noise_text(report: dict) -> str:
+    """Which parts' effects are distinguishable, in a few lines (for the command line)."""
+    ranking = report.get("kl_ranking")
+    if not ranking:
+        return "(no standard errors in this analysis: it was stored before they were measured)"
+    block = report.get("se_block_tokens")
+    lines = [f"single-part KL, largest first, ± standard error (batch means over blocks of {block:,} tokens); "
+             f"'>' the next is smaller beyond noise (95%), '~' not distinguishable from the next:"]
+    parts = []
+    for e in ranking:
+        sep = "" if e["above_next"] is None else (" > " if e["distinct_from_next"] else " ~ ")
+        parts.append(f"{e['part']} {e['option']} {stats.fmt_pm(e['kl'], e['kl_se'], 6, False)}{sep}")
+    lines.append("  " + "".join(parts))
+    noisy = [f"{e['part']} {e['option']}" for e in ranking if e["dloss_within_noise"]]
+    if noisy:
+        lines.append(f"loss change within noise of zero (95%): {', '.join(noisy)}")
+    e2e = report.get("end_to_end", {})
+    if e2e.get("dloss_se") is not None:
+        lines.append(f"{report['variant']} end to end: loss change {stats.fmt_pm(e2e['dloss'], e2e['dloss_se'])}"
+                     f"{stats.noise_mark(e2e['dloss'], e2e['dloss_se'])}, KL "
+                     f"{stats.fmt_pm(e2e['kl'], e2e['kl_se'], 6, False)}")
+    return "\n".join(lines)
 
 
 def _layer_hidden(split: lw.SplitModel) -> list:

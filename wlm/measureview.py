@@ -1,137 +1,272 @@
-"""The Measure panel's view: what one measurement record (``wlm.results``) looks like on the
-page: the table, the plots, the status line and the machine facts."""
+"""The Measure panel: fp32 and the chosen variants on the WikiText-2 test split (logic), and
+what a measurement record (``wlm.results``) looks like on the page (view): the scorecard, the
+table of every model, the charts, a one-line status and the details folded under it.
+
+Nothing shown is ever lost: a Measure that fails, is refused or is over the live cap keeps the
+record on screen (the panel's ``shown`` state), says in one sentence what happened, and sets
+the controls back to what the shown record measured; paths and flags go to the server log.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from .bench import machine_info
+from .bench import machine_info, measurements
 from .download import SHA256
-from .results import rows_of
-from .svgplot import lines_svg, scatter_svg
+from .evaluate import Comparison
+from .palette import MODELS, MODULE_LABELS, PARTS
+from .results import make_record, rows_of, select
+from .scorecard import pm, scorecard_html, within_noise
+from .svgplot import hbars_svg, lines_svg, scatter_svg
+from .threads import num_threads
+
+if TYPE_CHECKING:
+    from .app import QuantDemo
+
+log = logging.getLogger("wlm")
 
 FULL_SLICE = "all (245,569 tokens)"
-PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
-           "#bab0ac"]
-MODULE_LABELS = {"encoder": "embedding", "rnn": "LSTM", "decoder": "decoder"}
-TABLE_COLUMNS = ["model", "engine", "size MB", "loss", "perplexity", "seconds", "tokens/s", "speed-up x", "loss change",
-                 "top-1 agree", "KL mean", "KL p99", "overlap (1-TV)", "Δp rms"]
+SLICES = {"2,000 tokens": 2_000, "5,000 tokens": 5_000, "20,000 tokens": 20_000, "50,000 tokens": 50_000,
+          FULL_SLICE: None}
+DEFAULT_SLICE = "5,000 tokens"
+TABLE_COLUMNS = ["model", "engine", "size MB", "speed-up x", "tokens/s", "loss change (nats)", "perplexity",
+                 "top-1 agree", "KL mean (nats)", "KL p99", "overlap (1-TV)", "Δp rms", "loss", "seconds"]
+# what the Measure events return, in this order (demo.py wires the components in the same order)
+OUTPUTS = ("scorecard", "table", "size", "speed", "kl", "size_trade", "speed_trade", "status", "details",
+           "slice", "threads", "variants", "shown")
+PROTOCOL = ("fp32 and the chosen variants evaluate the first N tokens of the WikiText-2 test split by the "
+            "tutorial's protocol (bptt 25, batch 1) on the CPU, in lockstep: each chunk of 25 tokens goes "
+            "through every model before the next, and each model's time counts only its own calls. On the same "
+            "tokens the panel also measures how closely each variant follows fp32: top-1 agreement, KL(fp32 ‖ "
+            "variant), the overlap of the two distributions (1 - total variation) and the change in probability "
+            "of the true next word. A Generate clicked meanwhile runs between two chunks. Results are stored and "
+            "shown at once to later visitors; **Measure again** re-runs them live.")
 
 
 def _seconds(s: float) -> str:
     return f"{s:,.1f} s" if s >= 1 else f"{s:.3g} s"
 
 
-class MeasureView:
-    """Args:
-        models: every model the page may show (fp32 first), for colours and empty plots.
-        sizes: names -> {name: {module: MB}} of the variants already built (none is built for it).
-        test_file: the test file measurements read (named when it is not the published one).
-        provenance: the checkpoint's provenance (its test loss, epochs).
-        default_threads: the thread count the machine facts are given for by default.
-        live_cap: the server's live limit in model-tokens (None: none), named in the status.
-    """
+def _r(v, digits):
+    return None if v is None or not math.isfinite(v) else round(v, digits)
 
-    def __init__(self, models: list[str], sizes: Callable[[list[str]], dict], test_file: Path,
-                 provenance: dict, default_threads: int = 1, live_cap: int | None = None):
-        self.models, self.sizes, self.test_file = models, sizes, test_file
-        self.provenance, self.default_threads, self.live_cap = provenance, default_threads, live_cap
-        self.colors = {n: PALETTE[k % len(PALETTE)] for k, n in enumerate(models)}
 
-    def record(self, record: dict, names, threads, stored: bool) -> tuple:
-        """(table, size plot, time plot, KL plot, size-vs-loss, speed-vs-loss, status, machine)."""
-        rows = rows_of(record)
-        engines = record.get("engines", {})
-        table = pd.DataFrame([self.table_row(m, engines.get(m.model, "")) for m in rows], columns=TABLE_COLUMNS)
-        return (table, self.size_frame(names, rows), self.time_frame(rows), self.kl_svg(rows),
-                *self.tradeoff_plots(rows), self.status(record, stored, self.live_cap), self.machine_markdown(threads))
+def table_row(m, engine: str) -> list:
+    """One model's row of the comparison table (loss change with its ± where known)."""
+    a = m.agreement
+    se = getattr(m, "loss_change_se", None)
+    change = "0" if m.model == "fp32" else pm(m.loss_change, se) + (" (noise)" if within_noise(m.loss_change, se)
+                                                                     else "")
+    agree = ([_r(a.top1, 4), _r(a.kl_mean, 5), _r(a.kl_p99, 4), _r(a.overlap, 4), _r(a.dp_rms, 5)]
+             if a else [None] * 5)
+    return [m.model, engine, round(m.size_mb, 2), round(m.speedup, 2), round(m.tokens_per_s), change,
+            round(m.ppl, 2), *agree, round(m.loss, 4), round(m.seconds, 2)]
 
-    def empty(self, names, threads, status: str) -> tuple:
-        return (self.empty_table(), self.size_frame(names), self.time_frame([]), self.kl_svg([]),
-                *self.tradeoff_plots([]), status, self.machine_markdown(threads))
 
-    def status(self, record: dict, stored: bool, live_cap: int | None = None) -> str:
-        """One paragraph: what was measured, what int8 buys and costs, what measuring cost, and
-        where and when it was measured when it comes from the store."""
-        rows = rows_of(record)
-        fp, q = rows[0], rows[1]
-        a = q.agreement
-        what = "test tokens (the full test split)" if record["slice"] == FULL_SLICE else "test tokens"
-        status = (f"{fp.tokens:,} {what}, {record['threads']} thread{'s' if record['threads'] != 1 else ''}. "
-                  f"{q.model} is **{q.speedup:.2f}x** "
-                  f"{'faster' if q.speedup >= 1 else 'slower'}, **{fp.size_mb / q.size_mb:.2f}x** smaller, "
-                  f"loss {q.loss_change:+.4f} (the tutorial's qint8, full split: 1.76x, 1.43x, +0.001). On the same "
-                  f"tokens it ranks the same word first at **{a.top1:.1%}** of positions; its distribution overlaps "
-                  f"fp32's by **{a.overlap:.1%}** on average (1 - total variation: the share of words a coupled "
-                  f"sample keeps, so about {a.words_before_parting:.0f} identical words before two samples part); "
-                  f"mean KL(fp32 ‖ {q.model}) {a.kl_mean:.4f} nats.")
-        cost = record.get("timing") or {}
-        if cost.get("models_s"):
-            status += (f" Cost of measuring: {_seconds(cost['wall_s'])} of computing for {_seconds(cost['models_s'])} "
-                       f"of the models' own calls ({cost['wall_s'] / cost['models_s']:.2f}x; the rest is the agreement "
-                       f"metrics and the loop).")
-        versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
-        if stored and record.get("shipped"):
-            where = ("the same CPU model as this server" if record.get("cpu") == machine_info(1)["cpu"]
-                     else "not this server")
-            status = (f"*Shipped with the app: measured {record['when'][:10]} on the project's development machine "
-                      f"({record.get('cpu')}, {where}; {versions}) with `{record.get('source', 'python -m wlm bench')}`."
-                      f" **Measure again** runs it live here{' within the live limit' if live_cap else ''}.* "
-                      + status)
-        elif stored:
-            status = (f"*Stored result, measured {record['when']} on {record.get('cpu')} ({versions}); "
-                      f"**Measure again** re-runs it live.* " + status)
-        if record.get("test_sha256") != SHA256["test.txt"]:
-            status += f" Note: `{self.test_file}` is not the published WikiText-2 file (sha256 differs)."
-        return status
-
-    @staticmethod
-    def empty_table() -> pd.DataFrame:
+def table(record: dict | None) -> pd.DataFrame:
+    if not record:
         return pd.DataFrame(columns=TABLE_COLUMNS)
+    engines = record.get("engines", {})
+    return pd.DataFrame([table_row(m, engines.get(m.model, "")) for m in rows_of(record)], columns=TABLE_COLUMNS)
 
-    @staticmethod
-    def table_row(m, engine: str) -> list:
-        a = m.agreement
-        agree = ([round(a.top1, 4), round(a.kl_mean, 5), round(a.kl_p99, 4), round(a.overlap, 4),
-                  round(a.dp_rms, 5)] if a else [None] * 5)
-        return [m.model, engine, round(m.size_mb, 3), round(m.loss, 4), round(m.ppl, 2), round(m.seconds, 2),
-                round(m.tokens_per_s), round(m.speedup, 2), round(m.loss_change, 4), *agree]
 
-    def kl_svg(self, rows) -> str:
-        """Mean KL(fp32 || model) per stretch of the test text, one named line per variant."""
-        series = {m.model: [((k + 0.5) * m.agreement.trace_bin_tokens, v) for k, v in enumerate(m.agreement.kl_trace)]
-                  for m in rows if m.agreement}
-        return lines_svg(series, "test token", "KL (nats)", "KL(fp32 ‖ variant) along the test text (mean per stretch)",
-                         self.colors, empty="no measurement yet")
+def size_svg(rows) -> str:
+    return hbars_svg([m.model for m in rows],
+                     {m.model: {MODULE_LABELS.get(p, p): mb for p, mb in m.modules_mb.items()} for m in rows},
+                     "MB", "Size per part (MB)", PARTS, label={m.model: f"{m.size_mb:.1f}" for m in rows},
+                     empty="no measurement yet")
 
-    def tradeoff_plots(self, rows) -> tuple[str, str]:
-        """Size vs loss change and speed vs loss change, every point named (inline SVG)."""
-        pts = lambda attr: [(m.model, getattr(m, attr), m.loss_change) for m in rows]    # noqa: E731
-        return (scatter_svg(pts("size_mb"), "size (MB)", "loss change", "Size vs loss change", self.colors),
-                scatter_svg(pts("tokens_per_s"), "evaluation tokens/s", "loss change", "Speed vs loss change",
-                            self.colors))
 
-    def size_frame(self, names=None, rows=None) -> pd.DataFrame:
-        """Size per model and module (MB), for a stacked bar plot: from measured ``rows``, else
-        from the variants of ``names`` already built."""
-        sizes = {m.model: m.modules_mb for m in rows} if rows else self.sizes(names or self.models)
-        return pd.DataFrame([{"model": n, "part": MODULE_LABELS.get(part, part), "MB": round(mb, 3)}
-                             for n, parts in sizes.items() for part, mb in parts.items()])
+def speed_svg(rows) -> str:
+    ci = {}
+    for m in rows:
+        c = getattr(m, "speedup_ci", None)
+        if c:
+            ci[m.model] = tuple(c)
+    return hbars_svg([m.model for m in rows], {m.model: {"value": m.speedup} for m in rows},
+                     "speed-up over fp32 (evaluation, x)", "Evaluation speed-up over fp32", MODELS, intervals=ci,
+                     label={m.model: f"{m.speedup:.2f}x" for m in rows}, empty="no measurement yet")
 
-    @staticmethod
-    def time_frame(rows) -> pd.DataFrame:
-        # explicit dtypes: an empty frame must still plot "model" as a category
-        return pd.DataFrame({"model": pd.Series([m.model for m in rows], dtype="string"),
-                             "seconds": pd.Series([round(m.seconds, 3) for m in rows], dtype="float64")})
 
-    def machine_markdown(self, threads: int | None = None) -> str:
-        info = machine_info(threads or self.default_threads)
-        p = self.provenance
-        lines = [f"- CPU: {info['cpu']} ({info['arch']}, {info['cores']} cores)",
-                 f"- avx512_vnni: {'yes' if info['avx512_vnni'] else 'no'} · avx2: {'yes' if info['avx2'] else 'no'}",
-                 f"- torch {info['torch']} · quantized engine `{info['quantized_engine']}` · threads {info['threads']}"]
+def kl_svg(rows) -> str:
+    """Mean KL(fp32 || model) per stretch of the test text, one named line per variant."""
+    series = {m.model: [((k + 0.5) * m.agreement.trace_bin_tokens, v) for k, v in enumerate(m.agreement.kl_trace)]
+              for m in rows if m.agreement}
+    return lines_svg(series, "test token", "KL (nats)", "KL(fp32 ‖ variant) along the test text", MODELS,
+                     empty="no measurement yet", width=1100)
+
+
+def tradeoff_svgs(rows) -> tuple[str, str]:
+    """Size vs loss change and speed vs loss change, every point named."""
+    pts = lambda attr: [(m.model, getattr(m, attr), m.loss_change) for m in rows]    # noqa: E731
+    return (scatter_svg(pts("size_mb"), "size (MB)", "loss change (nats)", "Size vs loss change", MODELS),
+            scatter_svg(pts("tokens_per_s"), "evaluation tokens/s", "loss change (nats)", "Speed vs loss change",
+                        MODELS))
+
+
+def controls(record: dict | None, default_threads: int, fallback: tuple) -> tuple:
+    """(slice, threads, variants) that describe ``record`` (else ``fallback``)."""
+    if not record:
+        return fallback
+    return record["slice"], record["threads"], [v for v in record["variants"] if v != "fp32"]
+
+
+class MeasurePanel:
+    """The Measure panel of ``app`` (a ``wlm.app.QuantDemo``: the models, the store, the CPU turns)."""
+
+    def __init__(self, app: "QuantDemo"):
+        self.app = app
+
+    # ------------------------------------------------------------------ logic
+    def measure(self, slice_label=DEFAULT_SLICE, threads=None, variants=("qint8",), shown=None, focus=None,
+                fresh=False, progress: Callable[[int, int], None] | None = None, download_progress=None) -> tuple:
+        """fp32 and the chosen variants on the first N test tokens, in lockstep
+        (``wlm.evaluate.Comparison``), one chunk per CPU turn (``wlm.turns``): a Generate
+        clicked meanwhile runs right after the current chunk.
+
+        A stored result for the same settings (this machine first, then any) is shown at once
+        unless ``fresh``; a new one is stored. Over the live cap only stored results are shown.
+        ``shown``: the record on screen, kept when this one fails; ``focus``: the scorecard's
+        variant. Returns the panel's outputs in ``OUTPUTS`` order."""
+        app = self.app
+        if not isinstance(slice_label, str) or slice_label not in SLICES:
+            raise ValueError(f"slice must be one of {', '.join(SLICES)}, got {slice_label!r}")
+        threads = app.threads_arg(threads)
+        names = app.names_arg(variants)
+        fresh = app.bool_arg("fresh", fresh)
+        match, machine = app.match(slice_label, threads), machine_info(threads)
+        stored = app.store.lookup(names, **match, **app.here(machine))
+        if not stored and not fresh:
+            stored = app.store.lookup(names, **match)            # measured elsewhere (e.g. shipped)
+        if stored and not fresh:
+            return self.view(stored, focus, stored=True)
+        work = app.slice_tokens(SLICES[slice_label]) * len(names)
+        cap = app.cfg.max_live_model_tokens
+        if cap is not None and work > cap:
+            return self.kept(shown, focus, f"{slice_label} with {len(names)} models is over this shared server's live "
+                             f"limit of {cap:,} model-tokens and is not stored yet: pick a smaller slice or fewer "
+                             "variants, or duplicate the Space to measure it on a CPU of your own.")
+        why = app.ensure_test_split(download_progress)
+        if why:
+            log.warning("Measure: %s", why)
+            return self.kept(shown, focus, "The WikiText-2 test split could not be fetched on this server, so "
+                             "nothing was measured; the figures shown are unchanged. Try again later.")
+        ids = app.test_split()
+        built = {n: app.variants.get(n) for n in names}      # each waits only for its own build
+        models = {n: v.model for n, v in built.items()}
+        c = Comparison(models, ids, max_tokens=SLICES[slice_label])
+        t0 = time.perf_counter()
+        while not c.done:
+            with app.turns.chunk(), num_threads(threads):
+                c.step()
+            if progress:
+                progress(*c.tokens)
+        timing = {"elapsed_s": time.perf_counter() - t0, "wall_s": c.wall, "models_s": sum(c.seconds.values())}
+        rows = measurements(models, c, {n: v.size for n, v in built.items()})
+        record = make_record(slice_label=slice_label, threads=threads, variants=names, rows=rows,
+                             engines={n: v.spec.engine for n, v in built.items()}, machine=machine,
+                             checkpoint_sha256=app.ckpt.sha256, test_sha256=app.test_sha256(), timing=timing)
+        app.keep(app.store, record)
+        return self.view(record, focus, stored=False)
+
+    def initial(self) -> tuple:
+        """On page load: a full test split record (measured here, else shipped with the app or
+        measured elsewhere), every variant of it offered here shown; preferably one that holds
+        every offered variant. Else the default slice measured here, else nothing."""
+        app = self.app
+        threads, offered = app.cfg.threads, app.offered()
+        full = app.match(FULL_SLICE, threads)
+        every = lambda r: set(offered) <= set(r.get("variants", ()))                               # noqa: E731
+        pair = lambda r: r.get("variants", [None])[0] == "fp32" and app.default_variant in r["variants"]  # noqa: E731
+        here = app.here(machine_info(threads))
+        record = (app.store.find(every, **full, **here) or app.store.find(every, **full)
+                  or app.store.find(pair, **full, **here) or app.store.find(pair, **full)
+                  or app.store.find(pair, **app.match(DEFAULT_SLICE, threads), **here))
+        if record:
+            return self.view(select(record, [v for v in record["variants"] if v in offered]), None, stored=True)
+        return self.kept(None, None, "No measurement yet: click **Measure**.")
+
+    # ------------------------------------------------------------------ view
+    def view(self, record: dict, focus, stored: bool, note: str = "") -> tuple:
+        """The outputs for ``record`` (in ``OUTPUTS`` order); ``note`` replaces the status line."""
+        rows = rows_of(record)
+        focus = self.focus(record, focus)
+        size_trade, speed_trade = tradeoff_svgs(rows)
+        return (scorecard_html(record, focus, note), table(record), size_svg(rows), speed_svg(rows), kl_svg(rows),
+                size_trade, speed_trade, note or self.status(record, stored), self.details(record),
+                *controls(record, self.app.cfg.threads, ()), record)
+
+    def kept(self, shown: dict | None, focus, note: str) -> tuple:
+        """A Measure that did not measure: the shown record stays, with ``note`` saying why."""
+        if shown and isinstance(shown, dict) and shown.get("rows"):
+            return self.view(shown, focus, stored=True, note=note)
+        empty_rows: list = []
+        size_trade, speed_trade = tradeoff_svgs(empty_rows)
+        return (scorecard_html(None, self.focus(None, focus), note), table(None), size_svg(empty_rows),
+                speed_svg(empty_rows), kl_svg(empty_rows), size_trade, speed_trade, note, self.details(None),
+                DEFAULT_SLICE, self.app.cfg.threads, [self.app.default_variant], None)
+
+    def focus(self, record: dict | None, focus) -> str:
+        """The scorecard's variant: ``focus`` if the record has it, else the tutorial's, else its first."""
+        names = [v for v in (record or {}).get("variants", ()) if v != "fp32"]
+        if isinstance(focus, str) and (focus in names or not names):
+            return focus
+        return self.app.default_variant if self.app.default_variant in names or not names else names[0]
+
+    def scorecard(self, shown: dict | None, focus) -> str:
+        """The scorecard of another variant, from the record on screen."""
+        return scorecard_html(shown if isinstance(shown, dict) else None, self.app.variant_arg(focus))
+
+    def status(self, record: dict, stored: bool) -> str:
+        """One line: what is shown, and where it comes from."""
+        n = record["rows"][0]["tokens"]
+        what = f"{len(record['variants'])} models on {n:,} test tokens"
+        if stored and record.get("shipped"):
+            line = (f"Shipped with the app: {what}, measured on the project's development machine. **Measure again** "
+                    f"runs it live here{' within the live limit' if self.app.cfg.max_live_model_tokens else ''}.")
+        elif stored:
+            line = f"Stored result: {what}, measured {record['when'][:16].replace('T', ' ')} UTC. **Measure again** " \
+                   f"re-runs it live."
+        else:
+            line = f"Measured live on this server just now: {what}."
+        if record.get("test_sha256") != SHA256["test.txt"]:
+            line += " The test file measured is not the published WikiText-2 file (its sha256 differs)."
+        return line
+
+    def details(self, record: dict | None) -> str:
+        """What is folded under the result: how it was measured, the command, its cost, and
+        this server's machine facts."""
+        parts = [PROTOCOL]
+        if self.app.cfg.max_live_model_tokens:
+            cap = self.app.cfg.max_live_model_tokens
+            parts.append(f"This shared server measures at most {cap:,} model-tokens live (test tokens x models, "
+                         f"fp32 included: e.g. {cap // 2:,} tokens for fp32 and one variant); larger measurements "
+                         "come from stored results.")
+        if record:
+            m = record.get("machine") or {}
+            versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
+            parts.append(f"**The result shown** was measured {record.get('when', '')} on {record.get('cpu')} "
+                         f"({m.get('cores', '?')} cores, avx512_vnni {'yes' if m.get('avx512_vnni') else 'no'}; "
+                         f"{versions}) with `{record.get('source', 'the app')}`.")
+            cost = record.get("timing") or {}
+            if cost.get("models_s") and not record.get("subset"):
+                parts.append(f"Cost of measuring: {_seconds(cost['wall_s'])} of computing for "
+                             f"{_seconds(cost['models_s'])} of the models' own calls "
+                             f"({cost['wall_s'] / cost['models_s']:.2f}x; the rest is the agreement metrics and the "
+                             f"loop).")
+        parts.append("**This server:** " + self.machine_line())
+        return "\n\n".join(parts)
+
+    def machine_line(self) -> str:
+        info = machine_info(self.app.cfg.threads)
+        p = self.app.ckpt.provenance
+        line = (f"{info['cpu']} ({info['arch']}, {info['cores']} cores; avx512_vnni "
+                f"{'yes' if info['avx512_vnni'] else 'no'}, avx2 {'yes' if info['avx2'] else 'no'}), torch "
+                f"{info['torch']}, quantized engine `{info['quantized_engine']}`.")
         if "test_loss" in p:
-            lines.append(f"- checkpoint: {p.get('epochs', '?')} epochs, test loss {p['test_loss']:.3f} (fp32, full split)")
-        return "\n".join(lines)
+            line += f" Checkpoint: {p.get('epochs', '?')} epochs, test loss {p['test_loss']:.3f} (fp32, full split)."
+        return line

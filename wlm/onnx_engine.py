@@ -4,12 +4,18 @@
 for an LSTM the live int8 path is ONNX Runtime's ``DynamicQuantizeLSTM``, which
 ``onnxruntime.quantization.quantize_dynamic`` produces from the exported ``LSTM`` node.
 
-Exports are cached: ``<cache>/wlm-<kind>.onnx`` with a ``.json`` manifest holding the key
-(checkpoint sha256, torch / onnx / onnxruntime versions, opset). A missing or stale file is
-rebuilt; every file is written to a temporary name and renamed, so a crash leaves no half file.
+Exports are cached under their key: ``<cache>/onnx-<key>/wlm-<kind>.onnx``, where ``key`` is
+a hash of the checkpoint's sha256, the torch / onnx / onnxruntime versions and the opset
+(``key.json`` in the folder spells it out, for people; nothing reads it). So another
+checkpoint or another library version never replaces a file in use, and a file is valid as
+soon as it is whole at its name: every file is written to a temporary name and renamed
+(``wlm.storage.atomic_write``; where rename fails, copied and verified), so a crash leaves
+no half file that counts. A build in a child process that fails or runs out of time leaves
+none of its temporary files behind.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -23,10 +29,11 @@ import torch
 import torch.nn as nn
 
 from .quantize import SizeReport
-from .storage import atomic_write, write_json
+from .storage import atomic_write, complete, remove_stale_parts, write_json
 
 OPSET = 17
 KINDS = ("fp32", "int8", "int8-per-channel")
+BUILD_TIMEOUT_S = 900             # a child build that takes longer is killed
 # torch.onnx.export keeps its state in module globals: two exports at once in one process fail
 # ("GLOBALS.in_onnx_export must be ..."), so builds take turns, whoever asks.
 _BUILD_LOCK = threading.RLock()
@@ -43,10 +50,40 @@ def available() -> str | None:
 
 
 def cache_key(checkpoint_sha256: str) -> dict:
+    """What an export depends on: the checkpoint, the exporter's and the runtime's versions."""
     import onnx
     import onnxruntime
     return {"checkpoint_sha256": checkpoint_sha256, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__, "opset": OPSET}
+
+
+def key_dir(cache: str | os.PathLike, checkpoint_sha256: str) -> Path:
+    """The folder of the exports of this checkpoint with these versions: ``<cache>/onnx-<key>``."""
+    key = json.dumps(cache_key(checkpoint_sha256), sort_keys=True)
+    return Path(cache) / f"onnx-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def onnx_path(cache: str | os.PathLike, kind: str, checkpoint_sha256: str) -> Path:
+    """Where the export of ``kind`` for this checkpoint and these versions lives (whole, or absent)."""
+    return key_dir(cache, checkpoint_sha256) / f"wlm-{kind}.onnx"
+
+
+def clean_cache(cache: str | os.PathLike) -> list[Path]:
+    """Remove temporary files of builds that are gone (a killed process, a crash), and exports in
+    the earlier layout (``<cache>/wlm-<kind>.onnx`` and its ``.json`` manifest, which nothing
+    reads now); returns what was removed."""
+    cache = Path(cache)
+    if not cache.is_dir():
+        return []
+    removed = remove_stale_parts(cache)
+    for kind in KINDS:
+        for old in (cache / f"wlm-{kind}.onnx", cache / f"wlm-{kind}.json"):
+            try:
+                old.unlink()
+                removed.append(old)
+            except OSError:
+                pass
+    return removed
 
 
 def export(model: nn.Module, path: Path) -> None:
@@ -67,43 +104,55 @@ def export(model: nn.Module, path: Path) -> None:
 
 
 def build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, progress=None,
-          checkpoint_path: Path | None = None) -> Path:
-    """The cached .onnx file of ``kind`` (one of ``KINDS``), built if missing or stale.
+          checkpoint_path: Path | None = None, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
+    """The cached .onnx file of ``kind`` (one of ``KINDS``), built if missing (``onnx_path``).
 
     With ``checkpoint_path`` a missing file is built by a child process (``python -m
     wlm.onnx_engine``): the export and ONNX Runtime's quantizer are mostly Python, and in a
     server's process they would hold the interpreter's lock for seconds, slowing every other
-    visitor's request. The parent only waits."""
+    visitor's request. The parent only waits, at most ``timeout_s``; when the child fails or is
+    killed, its temporary files are removed and RuntimeError says why."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     cache = Path(cache)
+    path = onnx_path(cache, kind, checkpoint_sha256)
     with _BUILD_LOCK:
-        if checkpoint_path is None or _fresh(cache, kind, checkpoint_sha256):
+        if checkpoint_path is None or complete(path):
             return _build(model, checkpoint_sha256, cache, kind, progress)
         if progress:
             progress(f"building the {kind} ONNX file in a child process")
-        cmd = [sys.executable, "-m", "wlm.onnx_engine", str(checkpoint_path), str(cache), kind]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env,
-                           cwd=Path(__file__).resolve().parent.parent)
-        if r.returncode != 0 or not _fresh(cache, kind, checkpoint_sha256):
-            raise RuntimeError(f"building the {kind} ONNX file failed: {r.stderr.strip()[-500:]}")
-        return cache / f"wlm-{kind}.onnx"
+        child = subprocess.Popen(_child_command(checkpoint_path, cache, kind), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env,
+                                 cwd=Path(__file__).resolve().parent.parent)
+        try:
+            _, err = child.communicate(timeout=timeout_s)
+            why = f"exit status {child.returncode}: {err.strip()[-500:]}"
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            why = f"killed after {timeout_s:g} s"
+        finally:
+            if child.poll() is None:              # interrupted while waiting: never leave it running
+                child.kill()
+                child.wait()
+            remove_stale_parts(key_dir(cache, checkpoint_sha256), pids={child.pid})
+        if child.returncode != 0 or not complete(path):
+            raise RuntimeError(f"building the {kind} ONNX file failed ({why})")
+        return path
 
 
-def _fresh(cache: Path, kind: str, checkpoint_sha256: str) -> bool:
-    try:
-        return (cache / f"wlm-{kind}.onnx").is_file() and \
-            json.loads((cache / f"wlm-{kind}.json").read_text()) == cache_key(checkpoint_sha256)
-    except (OSError, ValueError):
-        return False
+def _child_command(checkpoint_path: Path, cache: Path, kind: str) -> list[str]:
+    return [sys.executable, "-m", "wlm.onnx_engine", str(checkpoint_path), str(cache), kind]
 
 
 def _build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, progress=None) -> Path:
-    path, manifest = cache / f"wlm-{kind}.onnx", cache / f"wlm-{kind}.json"
-    key = cache_key(checkpoint_sha256)
-    if _fresh(cache, kind, checkpoint_sha256):
+    path = onnx_path(cache, kind, checkpoint_sha256)
+    if complete(path):
         return path
+    folder = path.parent
+    if not (folder / "key.json").is_file():
+        write_json(folder / "key.json", cache_key(checkpoint_sha256))       # for people only
     if kind == "fp32":
         if progress:
             progress("exporting the checkpoint to ONNX")
@@ -117,7 +166,6 @@ def _build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, pro
         logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))   # its pre-processing hint
         atomic_write(path, lambda tmp: quantize_dynamic(src, tmp, weight_type=QuantType.QInt8,
                                      per_channel=kind == "int8-per-channel"))
-    write_json(manifest, key)
     return path
 
 

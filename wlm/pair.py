@@ -12,6 +12,10 @@ other model over its text (a shadow run, not timed), so the comparison stays lik
 
 (The int8 shadow stays word by word: dynamic int8 picks its activation scales per call, so a
 call over several words would give it other numbers than the pane's own run.)
+
+The prompt is read as ``generate`` reads it (``wlm.generate.PromptReader``, 64 tokens per call,
+the decoder on the last chunk only); with ``prompt_steps`` each chunk is a step of its own
+(a ``PromptStep``), so no ``next()`` does more than a chunk's work.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import torch
 
 from .data import Dictionary
 from .threads import pinned
-from .generate import GenerationConfig, GumbelSampler, pick, probabilities, prompt_ids
+from .generate import GenerationConfig, GumbelSampler, PromptReader, pick, probabilities, prompt_ids
 
 TOP_K = 5
 SHADOW_BATCH = 8      # words the reference reads at once as pane 1's shadow (see _Shadow)
@@ -46,6 +50,13 @@ class PairStep:
     info: tuple[WordInfo, WordInfo]
     top: list[tuple[str, float, float]] | None = None   # at the step where the texts part: each
     # model's top 5 words and the two drawn, with (reference p, other p), by the reference's p
+
+
+@dataclass
+class PromptStep:
+    """A chunk of the prompt read by both models (``generate_pair(..., prompt_steps=True)``)."""
+    read: int                  # prompt tokens read so far
+    tokens: int                # prompt tokens in all
 
 
 class _Context:
@@ -95,35 +106,42 @@ def _top(dictionary: Dictionary, ctx: _Context, T: float, drawn: list[int]) -> l
 
 
 def generate_pair(models, dictionary: Dictionary, cfg: GenerationConfig,
-                  threads: int | None = 1) -> Iterator[PairStep]:
+                  threads: int | None = 1, prompt_steps: bool = False) -> Iterator[PairStep | PromptStep]:
     """Run (reference, other) side by side from one seed; yield one ``PairStep`` per word.
 
     Every step runs at ``threads`` threads on whichever OS thread asks for it (None: at the
     caller's count). Timings are each model's own forward and pick in its own pane; shadow
-    runs and the statistics are not counted.
+    runs and the statistics are not counted (the prompt's reading counts in the first word's).
+    With ``prompt_steps``, a prompt longer than one chunk first yields a ``PromptStep`` after
+    each chunk but the last, so a caller that bounds its turns by time (``wlm.turns``) can give
+    the CPU back in between; without, the first ``next()`` reads the whole prompt.
     """
     models = list(models)
     if len(models) != 2:
         raise ValueError(f"generate_pair takes two models, got {len(models)}")
-    return pinned(_steps(models, dictionary, cfg), threads)
+    return pinned(_steps(models, dictionary, cfg, prompt_steps), threads)
 
 
 @torch.inference_mode()
-def _steps(models, dictionary: Dictionary, cfg: GenerationConfig) -> Iterator[PairStep]:
+def _steps(models, dictionary: Dictionary, cfg: GenerationConfig,
+           prompt_steps: bool = False) -> Iterator[PairStep | PromptStep]:
     for m in models:
         m.eval()
     sampler = GumbelSampler(cfg, len(dictionary))
     T = sampler.temperature
-    ids = torch.tensor(prompt_ids(dictionary, cfg, sampler), dtype=torch.long).view(-1, 1)
+    ids = prompt_ids(dictionary, cfg, sampler)
     seconds = [0.0, 0.0]
-    logits, hidden = [], []
-    for k, m in enumerate(models):
-        t0 = time.perf_counter()
-        out, h = m(ids, m.init_hidden(1))
-        seconds[k] += time.perf_counter() - t0
-        logits.append(out[-1, 0])
-        hidden.append(h)
-    panes = [_Context(logits, hidden)] * 2     # one shared context until the texts part
+    readers = [PromptReader(m, ids) for m in models]
+    while True:
+        for k, r in enumerate(readers):
+            t0 = time.perf_counter()
+            r.step()
+            seconds[k] += time.perf_counter() - t0
+        if readers[0].done:
+            break
+        if prompt_steps:
+            yield PromptStep(readers[0].read, len(ids))
+    panes = [_Context([r.last for r in readers], [r.hidden for r in readers])] * 2   # shared until the texts part
     shadow = None                              # after they part: the reference's read of pane 1
     for i in range(cfg.words):
         noise = sampler.uniforms()

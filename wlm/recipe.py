@@ -10,24 +10,54 @@ than its parts). Of all plans (2 x 2^5 x 3 = 192 here) within the budget, the ru
 one with the least predicted KL; on a tie, the smaller. Nothing is hand-picked: change the
 checkpoint, the budget or the tokens, and the plan follows.
 
-The chosen plan is written as data (``data/recipes/qint8-mixed.json``, with what it was
-derived from) and offered as the variant ``qint8-mixed`` (``wlm.variants``);
-``python -m wlm inspect --derive-recipe`` derives it again.
+The record also says whether the choice beats the runner-up (the next plan by the same rule)
+by more than the noise: the difference of their predicted KLs against 1.96 times its standard
+error, from the covariance of the single-part KL means the analysis measured on the same
+tokens (``sensitivity_kl_cov``; a sum of means has the error of the sum, shared text included).
+
+The shipped plan is data (``data/recipes/qint8-mixed.json``, with what it was derived from
+and the sha256 of the checkpoint it was derived on) and offered as the variant
+``qint8-mixed`` (``wlm.variants``). ``python -m wlm inspect --derive-recipe`` derives a plan
+again and writes it to a new file named by the plan (``plan_sha256``), never over the shipped
+one unless told to (``--replace-recipe``); ``load_plan`` refuses a plan derived on another
+checkpoint.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import json
+import math
 import os
 from pathlib import Path
 
 from . import layerwise as lw
+from . import stats
 from .storage import write_json
 
 RECIPE_FILE = Path(__file__).resolve().parent.parent / "data" / "recipes" / "qint8-mixed.json"
 DEFAULT_BUDGET_MB = 31.0
 FORMAT = "wlm-recipe/1"
+
+
+def ranked(kl: dict[tuple[str, str], float], sizes: dict[str, dict[str, float]], budget_mb: float,
+           overhead_mb: float = 0.0, top: int = 2) -> list[tuple[dict[str, str], float, float]]:
+    """The ``top`` plans within ``budget_mb`` by the rule (least predicted KL; on a tie, the
+    smaller), best first, as (plan, predicted KL, predicted MB); ValueError when none fits."""
+    part_names = list(sizes)
+    fits = []
+    for options in itertools.product(*(sizes[p] for p in part_names)):
+        mb = overhead_mb + sum(sizes[p][o] for p, o in zip(part_names, options))
+        if mb > budget_mb:
+            continue
+        pred = sum(kl[(p, o)] for p, o in zip(part_names, options) if o != "fp32")
+        fits.append(((pred, mb), dict(zip(part_names, options))))
+    if not fits:
+        smallest = overhead_mb + sum(min(v.values()) for v in sizes.values())
+        raise ValueError(f"budget must be at least {smallest:.2f} MB (every part at its smallest), got {budget_mb}")
+    fits.sort(key=lambda f: f[0])
+    return [(plan, pred, mb) for (pred, mb), plan in fits[:top]]
 
 
 def choose(kl: dict[tuple[str, str], float], sizes: dict[str, dict[str, float]], budget_mb: float,
@@ -40,49 +70,107 @@ def choose(kl: dict[tuple[str, str], float], sizes: dict[str, dict[str, float]],
         overhead_mb: the whole model's size minus its parts' (may be negative).
     Returns (plan, predicted KL, predicted MB). ValueError when no plan fits the budget.
     """
-    part_names = list(sizes)
-    best = None
-    for options in itertools.product(*(sizes[p] for p in part_names)):
-        mb = overhead_mb + sum(sizes[p][o] for p, o in zip(part_names, options))
-        if mb > budget_mb:
-            continue
-        pred = sum(kl[(p, o)] for p, o in zip(part_names, options) if o != "fp32")
-        key = (pred, mb)
-        if best is None or key < best[0]:
-            best = (key, dict(zip(part_names, options)))
-    if best is None:
-        smallest = overhead_mb + sum(min(v.values()) for v in sizes.values())
-        raise ValueError(f"budget must be at least {smallest:.2f} MB (every part at its smallest), got {budget_mb}")
-    (pred, mb), plan = best
-    return plan, pred, mb
+    return ranked(kl, sizes, budget_mb, overhead_mb, top=1)[0]
+
+
+def margin(choice: dict[str, str], other: dict[str, str], sensitivity: list[dict],
+           cov: list[list[float]] | None) -> tuple[float, float | None]:
+    """``other``'s predicted KL minus ``choice``'s, and its standard error from ``cov`` (the
+    covariance of the single-part KL means, in the order of ``sensitivity``; None: unknown)."""
+    index = {(s["part"], s["option"]): k for k, s in enumerate(sensitivity)}
+    w = [0.0] * len(sensitivity)
+    for plan, sign in ((other, 1.0), (choice, -1.0)):
+        for part, option in plan.items():
+            if option != "fp32":
+                w[index[(part, option)]] += sign
+    diff = sum(wk * s["kl"] for wk, s in zip(w, sensitivity))
+    if cov is None:
+        return diff, None
+    var = sum(w[i] * w[j] * cov[i][j] for i in range(len(w)) for j in range(len(w)))
+    return diff, math.sqrt(max(0.0, var))
 
 
 def derive(report: dict, budget_mb: float = DEFAULT_BUDGET_MB, overhead_mb: float = 0.0) -> dict:
-    """A recipe record from an inspection report (``Inspection.report()``)."""
+    """A recipe record from an inspection report (``Inspection.report()``), with the runner-up
+    and whether the choice beats it by more than the noise (None: the report has no errors)."""
     kl = {(s["part"], s["option"]): s["kl"] for s in report["sensitivity"]}
     sizes = {p: dict(v) for p, v in report["part_sizes_mb"].items()}
     for p, options in list(sizes.items()):     # only options whose alone KL was measured (fp32 is 0)
         sizes[p] = {o: mb for o, mb in options.items() if o == "fp32" or (p, o) in kl}
-    plan, pred_kl, pred_mb = choose(kl, sizes, budget_mb, overhead_mb)
-    return {"format": FORMAT, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "plan": plan, "budget_mb": budget_mb, "predicted_kl": pred_kl, "predicted_mb": pred_mb,
-            "tokens": report["tokens"], "rule": "least summed single-part KL within the size budget",
-            "sensitivity": report["sensitivity"], "part_sizes_mb": report["part_sizes_mb"]}
+    (plan, pred_kl, pred_mb), *rest = ranked(kl, sizes, budget_mb, overhead_mb, top=2)
+    record = {"format": FORMAT, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "plan": plan, "plan_sha256": plan_sha256(plan), "budget_mb": budget_mb, "predicted_kl": pred_kl,
+              "predicted_mb": pred_mb, "tokens": report["tokens"],
+              "rule": "least summed single-part KL within the size budget",
+              "sensitivity": report["sensitivity"], "part_sizes_mb": report["part_sizes_mb"],
+              "runner_up": None, "margin_kl": None, "margin_kl_se": None, "beats_runner_up_beyond_noise": None}
+    if rest:
+        other, other_kl, other_mb = rest[0]
+        diff, se = margin(plan, other, report["sensitivity"], report.get("sensitivity_kl_cov"))
+        record.update(runner_up={"plan": other, "predicted_kl": other_kl, "predicted_mb": other_mb},
+                      margin_kl=diff, margin_kl_se=se,
+                      beats_runner_up_beyond_noise=None if se is None else diff > stats.Z95 * se)
+    return record
+
+
+def verdict(recipe: dict) -> str:
+    """One line: the choice against the runner-up, and whether the difference is beyond noise."""
+    r = recipe.get("runner_up")
+    if not r:
+        return "no other plan fits the budget"
+    changed = ", ".join(f"{p} {o} (runner-up: {r['plan'][p]})" for p, o in recipe["plan"].items()
+                        if r["plan"][p] != o)
+    head = (f"the runner-up differs in {changed}; its predicted KL is higher by "
+            f"{stats.fmt_pm(recipe['margin_kl'], recipe.get('margin_kl_se'), 6, False)}")
+    if recipe.get("beats_runner_up_beyond_noise") is None:
+        return head + " (no standard error: the analysis has none)"
+    return head + (": the choice is better beyond noise (95%)" if recipe["beats_runner_up_beyond_noise"]
+                   else ": within noise, the two are not distinguishable on these tokens")
+
+
+def plan_sha256(path_or_plan: str | os.PathLike | dict) -> str:
+    """The sha256 of a plan (a part -> option dict, a recipe record, or a recipe file): of its
+    JSON with sorted keys, so the same plan has the same key wherever it was written."""
+    if isinstance(path_or_plan, dict):
+        plan = path_or_plan["plan"] if isinstance(path_or_plan.get("plan"), dict) else path_or_plan
+    else:
+        plan = _record(path_or_plan)["plan"]
+    text = json.dumps({str(k): str(v) for k, v in plan.items()}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def derived_path(plan: dict[str, str], folder: str | os.PathLike = RECIPE_FILE.parent) -> Path:
+    """Where a derived plan goes by default: ``qint8-mixed-<first 12 of its sha256>.json`` in
+    ``folder``, beside the shipped recipe and never over it."""
+    return Path(folder) / f"{RECIPE_FILE.stem}-{plan_sha256(plan)[:12]}.json"
 
 
 def save(recipe: dict, path: str | os.PathLike = RECIPE_FILE) -> Path:
     return write_json(path, recipe)
 
 
-def load_plan(path: str | os.PathLike = RECIPE_FILE) -> dict[str, str]:
-    """The plan of a recipe file; ValueError with the reason when it cannot be used."""
+def _record(path: str | os.PathLike) -> dict:
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"no usable recipe at {path} ({e}); derive one with `python -m wlm inspect "
                          f"--derive-recipe`") from None
-    if record.get("format") != FORMAT or not isinstance(record.get("plan"), dict):
-        raise ValueError(f"{path} is not a wlm recipe (format {record.get('format')!r})")
+    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("plan"), dict):
+        raise ValueError(f"{path} is not a wlm recipe (format "
+                         f"{record.get('format') if isinstance(record, dict) else None!r})")
+    return record
+
+
+def load_plan(path: str | os.PathLike = RECIPE_FILE, checkpoint_sha256: str | None = None) -> dict[str, str]:
+    """The plan of a recipe file; ValueError with the reason when it cannot be used, among them
+    a plan derived on another checkpoint than ``checkpoint_sha256`` (when given; a record
+    that names no checkpoint is taken as it is)."""
+    record = _record(path)
+    derived_on = record.get("checkpoint_sha256")
+    if checkpoint_sha256 is not None and derived_on is not None and derived_on != checkpoint_sha256:
+        raise ValueError(f"{path} was derived on checkpoint sha256 {derived_on[:12]}..., not on this one "
+                         f"({checkpoint_sha256[:12]}...): its plan follows that model's sensitivities; derive one "
+                         f"for this checkpoint with `python -m wlm inspect --derive-recipe`")
     return record["plan"]
 
 

@@ -1,11 +1,37 @@
-"""The side-by-side view: what one coupled run (``wlm.pair``) has written so far, as the page
-shows it: both panes, per-pane speed, the summary and the table at the word where they part."""
+"""The side-by-side panel: fp32 and a variant write from one random stream (``wlm.pair``), in
+CPU turns (logic), and what a run has written so far, as the page shows it (view): both panes,
+per-pane speed, the summary, the table at the word where they part, and a legend.
+"""
 from __future__ import annotations
 
 import html
 import shlex
+import threading
+import time
+from typing import TYPE_CHECKING, Iterator
 
+from .generate import MAX_WORDS, GenerationConfig
+from .pair import generate_pair
 from .text import format_p, render_pane
+from .threads import num_threads
+from .variants import REFERENCE, VARIANTS
+
+if TYPE_CHECKING:
+    from .app import QuantDemo
+
+MAX_PROMPT_CHARS = 2_000
+STREAM_INTERVAL_S = 0.1           # at most ~10 UI updates per second while generating: a turn of the CPU
+DEFAULT_PROMPT = "The game was released in"
+EXAMPLES = ["The game was released in", "The river flows through the", "In 1990 , the band", "She was born in",
+            "The cathedral was built"]
+LEGEND = (
+    '<div class="wlm-legend"><b>Reading the panes.</b> '
+    '<span class="wlm-word" style="background: rgba(234, 88, 12, 0.3)">shaded</span> words: the two models\' '
+    'distributions differed at that step (darker: more; total variation). '
+    '<span class="wlm-word" style="text-decoration: underline dotted 2px">dotted</span>: the other model would have '
+    'picked another word there. '
+    '<span class="wlm-word" style="outline: 2px solid currentColor; border-radius: 3px">boxed</span>: where the '
+    'texts part. Hover or tap a word for both models\' probabilities.</div>')
 
 
 class PairRun:
@@ -58,15 +84,15 @@ class PairRun:
         else:
             w = self.steps[self.mark].words
             head = (f"**Identical for the first {self.mark} of {n} words.** At word {self.mark + 1} (boxed) {a} wrote "
-                    f"“{w[0]}”, {b} “{w[1]}”; from there each model continues from its own text, and the panes "
-                    f"differ at {differ} of {n} positions.")
+                    f"“{w[0]}”, {b} “{w[1]}”: int8 moved that word's probability enough that the shared random "
+                    f"number picked another word. From there each model continues from its own text; because both "
+                    f"still draw with the same noise, the texts can meet again later, and the panes differ at "
+                    f"{differ} of {n} positions.")
         rate = sum(same) / (2 * n)
         expect = "" if rate >= 1 else f", i.e. a parting every {1 / (1 - rate):.0f} words on average"
         return (f"{head} Step by step, in each pane's own context and with the same random numbers, {b} would have "
                 f"picked {a}'s word at {same[0]} of {n} steps and {a} {b}'s at {same[1]} of {n}: an agreement of "
-                f"**{rate:.1%}**{expect}. Hover a word for both models' probabilities; shading is the total "
-                f"variation between their distributions at that step, and a dotted underline marks a word the "
-                f"other model would not have picked.")
+                f"**{rate:.1%}**{expect}.")
 
     def command(self) -> str:
         """The command line that writes the same text as each pane."""
@@ -87,3 +113,65 @@ class PairRun:
         return (f'<table class="wlm-top"><caption>Where the texts part (word {self.mark + 1}): each model\'s top 5 '
                 f'next words and the two words drawn (◂)</caption><thead><tr><th>word</th><th>p({a})</th>'
                 f'<th>p({b})</th></tr></thead><tbody>{rows}</tbody></table>')
+
+
+class SideBySide:
+    """The side-by-side panel of ``app`` (a ``wlm.app.QuantDemo``)."""
+
+    def __init__(self, app: "QuantDemo"):
+        self.app = app
+        self._first = None
+        self._first_lock = threading.Lock()
+
+    def generate(self, prompt, words=100, temperature=1.0, seed=0, raw=False, variant=None) -> Iterator[tuple]:
+        """Stream (fp32 html, variant html, fp32 stats, variant stats, notes, parting table) while
+        fp32 and the variant write from one random stream (``wlm.pair.generate_pair``).
+
+        The work goes in turns of at most ``STREAM_INTERVAL_S`` (``wlm.turns``): the CPU is
+        given back before each update is sent, and every turn runs at the app's thread count
+        on whichever worker thread resumes this generator."""
+        app = self.app
+        if prompt is None:
+            prompt = ""
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}")
+        cfg = GenerationConfig(prompt=prompt, words=app.int_arg("words", words, 1, MAX_WORDS),
+                               temperature=app.float_arg("temperature", temperature, 0.0, 10.0),
+                               seed=app.seed_arg(seed))
+        name = app.variant_arg(variant)
+        raw = app.bool_arg("raw", raw)
+        if not app.variants.is_built(name):
+            yield ("", "", "", "", f"Preparing **{name}** (first use: {VARIANTS[name].recipe})…", "")
+        pair = [app.variants.get(REFERENCE), app.variants.get(name)]     # waits for this variant only
+        threads = app.cfg.threads
+        run = PairRun((REFERENCE, name), app.dictionary.tokenize(prompt), app.dictionary.encode(prompt).unknown,
+                      raw, cfg=cfg, threads=threads)
+        steps = generate_pair([v.model for v in pair], app.dictionary, cfg, threads=None)
+        done = False
+        while not done:
+            with app.turns.generate() as turn, num_threads(threads):
+                until, n = time.perf_counter() + STREAM_INTERVAL_S, 0
+                while not done and (n == 0 or time.perf_counter() < until):
+                    step = next(steps)
+                    run.add(step)
+                    n += 1
+                    done = step.index + 1 == cfg.words
+                if turn.disturbed:
+                    run.disturbed_words += n
+                view = run.view(done=done)
+            yield view
+
+    def first_view(self) -> tuple:
+        """A generation on screen from the start: the default prompt, seed 0, fp32 and the
+        tutorial's qint8, computed once (on the first page load, in CPU turns) and then shown
+        to every visitor as it was."""
+        with self._first_lock:
+            if self._first is None:
+                *_, self._first = self.generate(DEFAULT_PROMPT, 100, 1.0, 0, False, self.app.default_variant)
+            return self._first
+
+    def title(self, name) -> str:
+        name = self.app.variant_arg(name)
+        return f"### {name} ({VARIANTS[name].engine})"

@@ -1,12 +1,30 @@
-"""A labelled scatter plot as inline SVG: every point carries its name, which a trade-off plot
-needs and the native plots' legend did not show after an update (gradio 6.31)."""
+"""Charts as inline SVG that read in Gradio's light and dark themes and fill their column.
+
+Every piece of text and every line takes the page's theme colours (``var(--body-text-color)``,
+``var(--border-color-primary)``), so nothing is drawn black on a dark page; only the marks
+carry a colour of their own, from one map (``wlm.palette``), and every mark is named: in a
+legend or beside it, and in a ``<title>`` (hover). The width is the column's (``width=100%``
+over a fixed ``viewBox``), and labels are placed so they never overlap.
+
+Kinds: a scatter with named points (trade-offs), horizontal bars, stacked or single, with
+optional intervals (sizes, speeds, times), points with intervals on a linear axis around the
+data or a log axis with real-valued ticks (SQNR, sensitivity), and lines (traces, histograms).
+"""
 from __future__ import annotations
 
 import html
 import math
 
-W, H = 520, 300
-LEFT, RIGHT, TOP, BOTTOM = 64, 150, 34, 46        # room for tick labels and the point names
+W, H = 560, 300                                     # a chart in half a row; wide ones get more width
+LEFT, RIGHT, TOP, BOTTOM = 78, 150, 34, 46        # room for tick labels and the names
+INK = "var(--body-text-color, #1f2937)"
+GRID = "var(--border-color-primary, #d1d5db)"
+ROW = 24                                            # px per row of a horizontal bar chart
+FALLBACK = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
+
+
+def esc(s) -> str:
+    return html.escape(str(s))
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -20,208 +38,279 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     ticks = [math.floor(lo / step) * step]
     while ticks[-1] < hi - 1e-12 * step:              # up to the first tick at or above hi
         ticks.append(ticks[-1] + step)
-    return ticks
+    return [round(t, 12) for t in ticks]
 
 
-def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}" if abs(v) >= 0.01 or v == 0 else f"{v:.1e}"
+def _fmt(v: float, log: bool = False) -> str:
+    """A tick or value: 1,373 · 2.14 · 0.0044; on a log axis 1e-5 (the value itself, not its log)."""
+    if v == 0:
+        return "0"
+    if log and abs(v) < 0.01:
+        return f"{v:.0e}".replace("e-0", "e-")
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 0.01:
+        return f"{v:.3g}"
+    return f"{v:.6f}".rstrip("0") if abs(v) >= 1e-6 else f"{v:.1e}"
 
 
-def scatter_svg(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, title: str,
-                colors: dict[str, str] | None = None) -> str:
-    """``points`` = (name, x, y). Empty: the frame with a note, so the page reads as 'not yet'."""
-    pts = [(n, x, y) for n, x, y in points if math.isfinite(x) and math.isfinite(y)]
-    out = [f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{html.escape(title)}" '
-           f'xmlns="http://www.w3.org/2000/svg" style="font: 12px sans-serif; max-width: {W}px">',
-           f'<text x="{W / 2}" y="18" text-anchor="middle" style="font-weight: 600">{html.escape(title)}</text>']
-    x0, x1, y0, y1 = LEFT, W - RIGHT, TOP, H - BOTTOM
-    out.append(f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="none" stroke="#bbb"/>')
-    out.append(f'<text x="{(x0 + x1) / 2}" y="{H - 8}" text-anchor="middle">{html.escape(xlabel)}</text>')
-    out.append(f'<text x="14" y="{(y0 + y1) / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 14 {(y0 + y1) / 2})">{html.escape(ylabel)}</text>')
-    if not pts:
-        out.append(f'<text x="{(x0 + x1) / 2}" y="{(y0 + y1) / 2}" text-anchor="middle" fill="#888">'
-                   f'no measurement yet</text></svg>')
-        return "".join(out)
-    xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-    xt, yt = _ticks(min(xs), max(xs)), _ticks(min(ys + [0.0]), max(ys + [0.0]))
-    lo_x, hi_x, lo_y, hi_y = xt[0], xt[-1], yt[0], yt[-1]
-    sx = lambda v: x0 + (v - lo_x) / ((hi_x - lo_x) or 1) * (x1 - x0)        # noqa: E731
-    sy = lambda v: y1 - (v - lo_y) / ((hi_y - lo_y) or 1) * (y1 - y0)        # noqa: E731
-    for v in xt:
-        out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{y1}" y2="{y1 + 4}" stroke="#888"/>'
-                   f'<text x="{sx(v):.1f}" y="{y1 + 16}" text-anchor="middle">{_fmt(v)}</text>')
-    for v in yt:
-        out.append(f'<line x1="{x0 - 4}" x2="{x1}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#eee"/>'
-                   f'<text x="{x0 - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>')
-    placed: list[tuple[float, float]] = []
-    for name, x, y in pts:
-        c = (colors or {}).get(name, "#4c78a8")
-        lx, ly = sx(x) + 8, sy(y) + 4
-        while any(abs(ly - py) < 13 and abs(lx - px) < 110 for px, py in placed):    # keep names apart
-            ly += 13
-        placed.append((lx, ly))
-        out.append(f'<g class="point"><title>{html.escape(name)}: {xlabel} {_fmt(x)}, {ylabel} {_fmt(y)}</title>'
-                   f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{c}"/>'
-                   f'<text x="{lx:.1f}" y="{ly:.1f}">{html.escape(name)}</text></g>')
-    out.append("</svg>")
-    return "".join(out)
+def _open(title: str, h: int, w: int = W) -> list[str]:
+    return [f'<svg class="wlm-chart" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{esc(title)}" '
+            f'xmlns="http://www.w3.org/2000/svg" style="font: 12px sans-serif; fill: {INK}; display: block">',
+            f'<text x="{w / 2}" y="18" text-anchor="middle" style="font-weight: 600">{esc(title)}</text>']
 
 
-# ---------------------------------------------------------------------------- more charts
-# The same frame for bars, stacked bars, histograms and lines; each series named in a legend
-# on the right, each mark carrying a <title> (hover) with its name and value.
 def _frame(title: str, xlabel: str, ylabel: str, h: int = H,
-           bottom: int = BOTTOM) -> tuple[list[str], tuple[float, float, float, float]]:
-    """The chart's frame, ``bottom`` pixels above its lower edge (room for the x labels)."""
-    x0, x1, y0, y1 = LEFT, W - RIGHT, TOP, h - bottom
-    out = [f'<svg viewBox="0 0 {W} {h}" width="100%" role="img" aria-label="{html.escape(title)}" '
-           f'xmlns="http://www.w3.org/2000/svg" style="font: 12px sans-serif; max-width: {W}px">',
-           f'<text x="{W / 2}" y="18" text-anchor="middle" style="font-weight: 600">{html.escape(title)}</text>',
-           f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="none" stroke="#bbb"/>',
-           f'<text x="{(x0 + x1) / 2}" y="{h - 6}" text-anchor="middle">{html.escape(xlabel)}</text>',
-           f'<text x="14" y="{(y0 + y1) / 2}" text-anchor="middle" '
-           f'transform="rotate(-90 14 {(y0 + y1) / 2})">{html.escape(ylabel)}</text>']
+           bottom: int = BOTTOM, left: int = LEFT, right: int = RIGHT, w: int = W):
+    """The chart's frame: (svg parts, (x0, x1, y0, y1)) with the axis titles drawn."""
+    x0, x1, y0, y1 = left, w - right, TOP, h - bottom
+    out = _open(title, h, w)
+    out.append(f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="none" style="stroke: {GRID}"/>')
+    if xlabel:
+        out.append(f'<text x="{(x0 + x1) / 2}" y="{h - 6}" text-anchor="middle">{esc(xlabel)}</text>')
+    if ylabel:
+        out.append(f'<text x="12" y="{(y0 + y1) / 2}" text-anchor="middle" '
+                   f'transform="rotate(-90 12 {(y0 + y1) / 2})">{esc(ylabel)}</text>')
     return out, (x0, x1, y0, y1)
 
 
 def _empty(out: list[str], box, note: str) -> str:
     x0, x1, y0, y1 = box
-    out.append(f'<text x="{(x0 + x1) / 2}" y="{(y0 + y1) / 2}" text-anchor="middle" fill="#888">'
-               f'{html.escape(note)}</text></svg>')
+    out.append(f'<text class="empty" x="{(x0 + x1) / 2}" y="{(y0 + y1) / 2}" text-anchor="middle">{esc(note)}'
+               f'</text></svg>')
     return "".join(out)
 
 
-def _legend(out: list[str], names: list[str], colors: dict[str, str]) -> None:
+def _color(colors: dict | None, name: str, k: int) -> str:
+    return (colors or {}).get(name) or FALLBACK[k % len(FALLBACK)]
+
+
+def _legend(out: list[str], names: list[str], colors: dict | None, x: float = W - RIGHT + 12,
+            y: float = TOP + 8) -> None:
     for k, name in enumerate(names):
-        y = TOP + 8 + 16 * k
-        out.append(f'<g class="legend"><rect x="{W - RIGHT + 12}" y="{y - 9}" width="10" height="10" '
-                   f'fill="{colors.get(name, PALETTE[k % len(PALETTE)])}"/>'
-                   f'<text x="{W - RIGHT + 26}" y="{y}">{html.escape(name)}</text></g>')
+        yy = y + 16 * k
+        out.append(f'<g class="legend"><rect x="{x}" y="{yy - 9}" width="10" height="10" '
+                   f'fill="{_color(colors, name, k)}"/><text x="{x + 14}" y="{yy}">{esc(name)}</text></g>')
 
 
-def _yaxis(out: list[str], box, lo: float, hi: float):
-    x0, x1, y0, y1 = box
-    ticks = _ticks(lo, hi)
-    lo, hi = ticks[0], ticks[-1]
-    sy = lambda v: y1 - (v - lo) / ((hi - lo) or 1) * (y1 - y0)             # noqa: E731
-    for v in ticks:
-        out.append(f'<line x1="{x0 - 4}" x2="{x1}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#eee"/>'
+class _Axis:
+    """A value axis: linear (``lo``..``hi`` widened to round ticks) or log10 with ticks at
+    powers of ten, labelled with the values themselves (1e-05, not -5)."""
+
+    def __init__(self, lo: float, hi: float, a: float, b: float, log: bool = False, zero: bool = False):
+        self.log = log
+        if log:
+            lo_e, hi_e = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+            if hi_e == lo_e:
+                hi_e += 1
+            self.ticks = [10.0 ** e for e in range(lo_e, hi_e + 1)]
+            self.lo, self.hi = float(lo_e), float(hi_e)
+        else:
+            if zero:
+                lo, hi = min(lo, 0.0), max(hi, 0.0)
+            self.ticks = _ticks(lo, hi)
+            self.lo, self.hi = self.ticks[0], self.ticks[-1]
+        self.a, self.b = a, b                      # pixel positions of lo and hi
+
+    def __call__(self, v: float) -> float:
+        t = math.log10(max(v, 10 ** self.lo)) if self.log else v
+        return self.a + (t - self.lo) / ((self.hi - self.lo) or 1) * (self.b - self.a)
+
+
+# ---------------------------------------------------------------------------- scatter
+def scatter_svg(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, title: str,
+                colors: dict[str, str] | None = None, empty: str = "no measurement yet") -> str:
+    """``points`` = (name, x, y), each drawn and named; names are placed clear of each other."""
+    pts = [(n, x, y) for n, x, y in points if math.isfinite(x) and math.isfinite(y)]
+    out, (x0, x1, y0, y1) = _frame(title, xlabel, ylabel, right=40)
+    if not pts:
+        return _empty(out, (x0, x1, y0, y1), empty)
+    sx = _Axis(min(p[1] for p in pts), max(p[1] for p in pts), x0, x1)
+    sy = _Axis(min(p[2] for p in pts), max(p[2] for p in pts), y1, y0, zero=True)
+    for v in sx.ticks:
+        out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{y1}" y2="{y1 + 4}" style="stroke: {GRID}"/>'
+                   f'<text x="{sx(v):.1f}" y="{y1 + 16}" text-anchor="middle">{_fmt(v)}</text>')
+    for v in sy.ticks:
+        out.append(f'<line x1="{x0 - 4}" x2="{x1}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" style="stroke: {GRID}"/>'
                    f'<text x="{x0 - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>')
-    return sy, lo
+    placed: list[tuple[float, float, float, float]] = []       # boxes of the names drawn so far
+    dots = [(sx(x), sy(y)) for _, x, y in pts]
+    for k, (name, x, y) in enumerate(pts):
+        cx, cy = dots[k]
+        w = 6.6 * len(name)
+        spot = None
+        for dy in (4, -8, 16, -20, 28, -32, 40, -44, 52):
+            for side in (1, -1):
+                lx = cx + 8 if side > 0 else cx - 8 - w
+                if lx < x0 + 2 or lx + w > W - 2:
+                    continue
+                box = (lx, cy + dy - 10, lx + w, cy + dy + 2)
+                clear = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
+                clear = clear and not any(box[0] - 3 < dx < box[2] + 3 and box[1] - 3 < dyy < box[3] + 3
+                                          for j, (dx, dyy) in enumerate(dots) if j != k)
+                if clear:
+                    spot = box
+                    break
+            if spot:
+                break
+        spot = spot or (cx + 8, cy - 6, cx + 8 + w, cy + 6)
+        placed.append(spot)
+        out.append(f'<g class="point"><title>{esc(name)}: {esc(xlabel)} {_fmt(x)}, {esc(ylabel)} {_fmt(y)}</title>'
+                   f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{_color(colors, name, k)}"/>'
+                   f'<text x="{spot[0]:.1f}" y="{spot[3] - 2:.1f}">{esc(name)}</text></g>')
+    out.append("</svg>")
+    return "".join(out)
 
 
-PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
+# ---------------------------------------------------------------------------- horizontal bars
+def hbars_svg(rows: list[str], values: dict[str, dict[str, float]], xlabel: str, title: str,
+              colors: dict[str, str] | None = None, intervals: dict[str, tuple[float, float]] | None = None,
+              label: dict[str, str] | None = None, empty: str = "nothing yet", legend: bool = True) -> str:
+    """One bar per row (a model), stacked by part: ``values[row][part]``; bars start at zero.
+    A row's single part named like the row takes the row's colour. ``intervals[row]`` draws a
+    whisker; ``label[row]`` is written after the bar (e.g. "2.14x")."""
+    parts = list(dict.fromkeys(p for r in rows for p in values.get(r, {})))
+    stacked = not (len(parts) == 1 and parts[0] == "value")
+    h = TOP + 20 + ROW * max(1, len(rows)) + 40
+    left = max(70, min(160, 8 + 6.6 * max((len(r) for r in rows), default=4)))
+    out, (x0, x1, y0, y1) = _frame(title, xlabel, "", h=h, bottom=40, left=int(left),
+                                   right=RIGHT if stacked and legend else 60)
+    if not rows:
+        return _empty(out, (x0, x1, y0, y1), empty)
+    tops = [sum(max(0.0, v) for v in values[r].values()) for r in rows]
+    hi = max(tops + [iv[1] for iv in (intervals or {}).values() if iv and math.isfinite(iv[1])])
+    sx = _Axis(0.0, hi, x0, x1, zero=True)
+    for v in sx.ticks:
+        out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{y0}" y2="{y1 + 4}" style="stroke: {GRID}"/>'
+                   f'<text x="{sx(v):.1f}" y="{y1 + 16}" text-anchor="middle">{_fmt(v)}</text>')
+    for i, r in enumerate(rows):
+        yc = y0 + 10 + ROW * (i + 0.5)
+        out.append(f'<text x="{x0 - 6}" y="{yc + 4:.1f}" text-anchor="end">{esc(r)}</text>')
+        acc = 0.0
+        for j, p in enumerate(parts):
+            v = max(0.0, values[r].get(p, 0.0))
+            if not v:
+                continue
+            c = _color(colors, p if stacked else r, j if stacked else i)
+            name = f"{r}, {p}" if stacked else r
+            out.append(f'<g class="bar"><title>{esc(name)}: {_fmt(v)}</title><rect x="{sx(acc):.1f}" '
+                       f'y="{yc - ROW * 0.35:.1f}" width="{max(0.5, sx(acc + v) - sx(acc)):.1f}" '
+                       f'height="{ROW * 0.7:.1f}" fill="{c}"/></g>')
+            acc += v
+        end = sx(acc)
+        iv = (intervals or {}).get(r)
+        if iv and all(math.isfinite(t) for t in iv):
+            a, b = sx(max(0.0, iv[0])), sx(iv[1])
+            out.append(f'<g class="interval"><title>{esc(r)}: {_fmt(iv[0])} to {_fmt(iv[1])}</title>'
+                       f'<line x1="{a:.1f}" x2="{b:.1f}" y1="{yc:.1f}" y2="{yc:.1f}" style="stroke: {INK}" '
+                       f'stroke-width="1.5"/><line x1="{a:.1f}" x2="{a:.1f}" y1="{yc - 5:.1f}" y2="{yc + 5:.1f}" '
+                       f'style="stroke: {INK}"/><line x1="{b:.1f}" x2="{b:.1f}" y1="{yc - 5:.1f}" '
+                       f'y2="{yc + 5:.1f}" style="stroke: {INK}"/></g>')
+            end = max(end, b)
+        if label and r in label:
+            out.append(f'<text x="{min(end + 6, W - 4):.1f}" y="{yc + 4:.1f}" '
+                       f'text-anchor="{"start" if end + 6 + 6.6 * len(label[r]) < W else "end"}">'
+                       f'{esc(label[r])}</text>')
+    if stacked and legend:
+        _legend(out, parts, colors, x=x1 + 12)
+    out.append("</svg>")
+    return "".join(out)
 
 
-def bars_svg(categories: list[str], series: dict[str, list[float | None]], ylabel: str, title: str,
-             colors: dict[str, str] | None = None, none_label: str = "none", empty: str = "nothing yet",
-             log_y: bool = False) -> str:
-    """Grouped bars: one group per category, one bar per series. Values that are None or not
-    finite are left out; a group with none at all is labelled ``none_label`` (e.g. "fp32" for a
-    part left in fp32). ``log_y``: a log10 axis (bars of values <= 0 are left out)."""
-    colors = colors or {}
-    tr = (lambda v: math.log10(v) if v is not None and math.isfinite(v) and v > 0 else None) if log_y else \
-        (lambda v: v if v is not None and math.isfinite(v) else None)                     # noqa: E731
+# ---------------------------------------------------------------------------- points with intervals
+def dots_svg(categories: list[str], series: dict[str, list[tuple[float, float | None] | None]], ylabel: str,
+             title: str, colors: dict[str, str] | None = None, log_y: bool = False, none_label: str = "none",
+             empty: str = "nothing yet") -> str:
+    """One point per category and series, ``(value, half-width of its interval or None)``;
+    None leaves it out, and a category with no point at all is labelled ``none_label``. The
+    axis sits around the data (a linear one need not hold zero); ``log_y`` puts it on a log10
+    axis whose ticks are labelled with real values (points <= 0 are left out)."""
+    ok = (lambda v: v is not None and math.isfinite(v[0]) and (v[0] > 0 or not log_y))     # noqa: E731
     longest = max((len(c) for c in categories), default=0)
-    tilt = bool(categories) and longest * 6 > (W - RIGHT - LEFT) / len(categories)
-    # slanted labels (55 degrees, ~5.5 px a character at 10 px) need this much below the axis
-    below = max(BOTTOM, round(16 + 4.6 * longest)) if tilt else BOTTOM
-    out, box = _frame(title, "", ylabel + (" (log10)" if log_y else ""), h=H - BOTTOM + below, bottom=below)
-    vals = [tr(v) for vs in series.values() for v in vs if tr(v) is not None]
-    if not categories or not vals:
+    tilt = bool(categories) and longest * 6.6 > (W - LEFT - RIGHT) / max(1, len(categories))
+    below = max(BOTTOM, round(18 + 5 * longest)) if tilt else BOTTOM
+    out, box = _frame(title, "", ylabel, h=H - BOTTOM + below, bottom=below)
+    pts = [v for s in series.values() for v in s if ok(v)]
+    if not categories or not pts:
         return _empty(out, box, empty)
     x0, x1, y0, y1 = box
-    sy, base = _yaxis(out, box, min(vals) - (0.3 if log_y else 0) if log_y else min(vals + [0.0]), max(vals))
-    names = list(series)
+    lows = [v[0] - (v[1] or 0) for v in pts]
+    highs = [v[0] + (v[1] or 0) for v in pts]
+    if log_y:
+        lo, hi = min(v[0] for v in pts), max(highs)
+        lows_pos = [lo_ for lo_ in lows if lo_ > 0]
+        lo = min([lo] + lows_pos)
+    else:
+        lo, hi = min(lows), max(highs)
+        pad = 0.08 * ((hi - lo) or abs(hi) or 1)
+        lo, hi = lo - pad, hi + pad
+    sy = _Axis(lo, hi, y1, y0, log=log_y)
+    for v in sy.ticks:
+        out.append(f'<line x1="{x0 - 4}" x2="{x1}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" style="stroke: {GRID}"/>'
+                   f'<text x="{x0 - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_fmt(v, log_y)}</text>')
     gw = (x1 - x0) / len(categories)
-    bw = gw * 0.8 / len(names)
+    names = list(series)
     for i, cat in enumerate(categories):
         cx = x0 + gw * (i + 0.5)
-        label = (f'<text x="{cx:.1f}" y="{y1 + 12}" text-anchor="end" transform="rotate(-55 {cx:.1f} {y1 + 12})" '
-                 f'style="font-size: 10px">' if tilt else
-                 f'<text x="{cx:.1f}" y="{y1 + 14}" text-anchor="middle" style="font-size: 10px">')
-        out.append(label + f'{html.escape(cat)}</text>')
+        out.append((f'<text x="{cx:.1f}" y="{y1 + 12}" text-anchor="end" transform="rotate(-55 {cx:.1f} {y1 + 12})">'
+                    if tilt else f'<text x="{cx:.1f}" y="{y1 + 15}" text-anchor="middle">') + f'{esc(cat)}</text>')
         drawn = 0
         for j, name in enumerate(names):
-            v = tr(series[name][i])
-            if v is None:
+            v = series[name][i]
+            if not ok(v):
                 continue
             drawn += 1
-            bx = x0 + gw * i + gw * 0.1 + bw * j
-            c = colors.get(name, PALETTE[j % len(PALETTE)])
-            top, bottom = sy(max(v, base)), sy(max(min(v, 0.0), base) if not log_y else base)
-            out.append(f'<g class="bar"><title>{html.escape(cat)}, {html.escape(name)}: {_fmt(series[name][i])}'
-                       f'</title><rect x="{bx:.1f}" y="{min(top, bottom):.1f}" width="{bw:.1f}" '
-                       f'height="{abs(bottom - top):.1f}" fill="{c}"/></g>')
+            px = cx + (j - (len(names) - 1) / 2) * min(12.0, gw / (len(names) + 1))
+            c = _color(colors, name, j)
+            what = f"{cat}, {name}: {_fmt(v[0])}" + (f" ± {_fmt(v[1])}" if v[1] else "")
+            whisker = ""
+            if v[1]:
+                a, b = sy(max(v[0] - v[1], 10 ** sy.lo) if log_y else v[0] - v[1]), sy(v[0] + v[1])
+                whisker = (f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{a:.1f}" y2="{b:.1f}" style="stroke: {INK}" '
+                           f'stroke-width="1.2"/>')
+            out.append(f'<g class="dot"><title>{esc(what)}</title>{whisker}<circle cx="{px:.1f}" '
+                       f'cy="{sy(v[0]):.1f}" r="4.5" fill="{c}" style="stroke: {INK}" stroke-width="0.6"/></g>')
         if not drawn:
-            out.append(f'<g class="bar none"><title>{html.escape(cat)}: {html.escape(none_label)}</title>'
-                       f'<text x="{cx:.1f}" y="{y1 - 6}" text-anchor="middle" fill="#666">{html.escape(none_label)}'
-                       f'</text></g>')
+            out.append(f'<g class="dot none"><title>{esc(cat)}: {esc(none_label)}</title><text x="{cx:.1f}" '
+                       f'y="{y1 - 6}" text-anchor="middle">{esc(none_label)}</text></g>')
     _legend(out, names, colors)
     out.append("</svg>")
     return "".join(out)
 
 
-def stacked_svg(categories: list[str], values: dict[str, dict[str, float]], ylabel: str, title: str,
-                colors: dict[str, str] | None = None, empty: str = "nothing yet") -> str:
-    """One bar per category, stacked by part: ``values[category][part]``."""
-    colors = colors or {}
-    out, box = _frame(title, "", ylabel)
-    if not categories:
-        return _empty(out, box, empty)
-    parts = list(dict.fromkeys(p for c in categories for p in values[c]))
-    x0, x1, y0, y1 = box
-    sy, _ = _yaxis(out, box, 0.0, max(sum(max(0.0, v) for v in values[c].values()) for c in categories))
-    gw = (x1 - x0) / len(categories)
-    for i, cat in enumerate(categories):
-        bx, acc = x0 + gw * (i + 0.2), 0.0
-        out.append(f'<text x="{x0 + gw * (i + 0.5):.1f}" y="{y1 + 14}" text-anchor="middle">'
-                   f'{html.escape(cat)}</text>')
-        for j, part in enumerate(parts):
-            v = max(0.0, values[cat].get(part, 0.0))
-            c = colors.get(part, PALETTE[j % len(PALETTE)])
-            out.append(f'<g class="bar"><title>{html.escape(cat)}, {html.escape(part)}: {_fmt(v)}</title>'
-                       f'<rect x="{bx:.1f}" y="{sy(acc + v):.1f}" width="{gw * 0.6:.1f}" '
-                       f'height="{sy(acc) - sy(acc + v):.1f}" fill="{c}"/></g>')
-            acc += v
-    _legend(out, parts, colors)
-    out.append("</svg>")
-    return "".join(out)
-
-
+# ---------------------------------------------------------------------------- lines
 def lines_svg(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, title: str,
               colors: dict[str, str] | None = None, empty: str = "nothing yet", step: bool = False,
-              log_y: bool = False) -> str:
+              log_y: bool = False, width: int = W) -> str:
     """One line per series of (x, y) points (``step``: drawn as a histogram's steps; ``log_y``:
-    a log10 axis, where y <= 0 is left out)."""
-    colors = colors or {}
-    out, box = _frame(title, xlabel, ylabel + (" (log10)" if log_y else ""))
-    tr = (lambda y: math.log10(y) if y > 0 else None) if log_y else (lambda y: y)     # noqa: E731
-    pts = {n: [(x, tr(y)) for x, y in s if math.isfinite(x) and math.isfinite(y) and tr(y) is not None]
+    a log10 axis labelled with real values, where y <= 0 is left out). ``width``: of the
+    viewBox, for a chart that spans a whole row."""
+    out, box = _frame(title, xlabel, ylabel, w=width)
+    pts = {n: [(x, y) for x, y in s if math.isfinite(x) and math.isfinite(y) and (y > 0 or not log_y)]
            for n, s in series.items()}
     allp = [p for s in pts.values() for p in s]
     if not allp:
         return _empty(out, box, empty)
     x0, x1, y0, y1 = box
-    xt = _ticks(min(p[0] for p in allp), max(p[0] for p in allp))
-    sy, _ = _yaxis(out, box, min(p[1] for p in allp) if log_y else min(0.0, *(p[1] for p in allp)),
-                   max(p[1] for p in allp))
-    sx = lambda v: x0 + (v - xt[0]) / ((xt[-1] - xt[0]) or 1) * (x1 - x0)       # noqa: E731
-    for v in xt:
-        out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{y1}" y2="{y1 + 4}" stroke="#888"/>'
+    sx = _Axis(min(p[0] for p in allp), max(p[0] for p in allp), x0, x1)
+    ys = [p[1] for p in allp]
+    sy = _Axis(min(ys), max(ys), y1, y0, log=log_y, zero=not log_y)
+    for v in sx.ticks:
+        out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{y1}" y2="{y1 + 4}" style="stroke: {GRID}"/>'
                    f'<text x="{sx(v):.1f}" y="{y1 + 16}" text-anchor="middle">{_fmt(v)}</text>')
+    for v in sy.ticks:
+        out.append(f'<line x1="{x0 - 4}" x2="{x1}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" style="stroke: {GRID}"/>'
+                   f'<text x="{x0 - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_fmt(v, log_y)}</text>')
     for k, (name, s) in enumerate(pts.items()):
         if not s:
             continue
-        c = colors.get(name, PALETTE[k % len(PALETTE)])
         coords = []
         for i, (x, y) in enumerate(s):
             if step and i:
                 coords.append(f"{sx(x):.1f},{sy(s[i - 1][1]):.1f}")
             coords.append(f"{sx(x):.1f},{sy(y):.1f}")
-        out.append(f'<g class="line"><title>{html.escape(name)}</title><polyline fill="none" stroke="{c}" '
-                   f'stroke-width="1.5" points="{" ".join(coords)}"/></g>')
-    _legend(out, list(pts), colors)
+        out.append(f'<g class="line"><title>{esc(name)}</title><polyline fill="none" '
+                   f'stroke="{_color(colors, name, k)}" stroke-width="1.8" points="{" ".join(coords)}"/></g>')
+    _legend(out, list(pts), colors, x=x1 + 12)
     out.append("</svg>")
     return "".join(out)

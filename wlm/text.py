@@ -52,7 +52,8 @@ def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: boo
     the two distributions were apart at that step (total variation). Words the other model
     would not have picked (same noise, same context) are underlined with a dotted line, so
     the view does not rely on colour alone; the word at ``mark`` (where the texts part) is
-    boxed. ``steps`` are ``wlm.pair.WordInfo`` objects."""
+    boxed. ``steps`` are ``wlm.pair.WordInfo`` objects. The details show on hover (``title``)
+    and on tap or keyboard focus (``data-tip``, drawn by ``WORD_CSS``)."""
     head = pieces(prompt, raw)
     body = pieces([s.word for s in steps], raw, glue=not prompt)
     parts = [f'<span class="wlm-prompt" style="opacity: 0.6">{html.escape(s + t)}</span>' for s, t in head]
@@ -68,11 +69,24 @@ def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: boo
             style += "; text-decoration: underline dotted 2px"
         if i == mark:
             cls += " wlm-diverge"
-            style += "; outline: 2px solid #111; border-radius: 3px"
+            style += "; outline: 2px solid currentColor; border-radius: 3px"
         parts.append(html.escape(sep) + f'<span class="{cls}" style="{style}" title="{html.escape(title)}" '
+                     f'tabindex="0" data-tip="{html.escape(title)}" '
                      f'data-p-ref="{st.p[0]:.6f}" data-p-other="{st.p[1]:.6f}" data-tv="{st.tv:.6f}">'
                      f'{html.escape(text)}</span>')
     text = "".join(parts)
     if not raw:
         text = re.sub(r"\n{3,}", "\n\n", text)
     return f'<div class="wlm-text" style="white-space: pre-wrap; line-height: 1.7">{text}</div>'
+
+
+# A word's details on tap or focus as well as on hover: touch screens have no hover.
+WORD_CSS = """
+.wlm-word { position: relative; cursor: help; }
+.wlm-word:focus { outline: 2px solid var(--color-accent, #f97316); outline-offset: 1px; }
+.wlm-word:focus::after { content: attr(data-tip); position: absolute; left: 0; top: 1.7em; z-index: 30;
+  width: max-content; max-width: min(280px, 80vw); white-space: normal; line-height: 1.35;
+  background: var(--background-fill-primary, #fff); color: var(--body-text-color, #111);
+  border: 1px solid var(--border-color-primary, #ccc); border-radius: 6px; padding: 4px 8px; font-size: 0.85em; }
+.wlm-legend { font-size: 0.9em; margin-top: 4px; }
+"""

@@ -8,6 +8,7 @@ left on another, and the words in between run at whatever count those threads ho
 """
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
@@ -16,6 +17,7 @@ import torch
 
 T = TypeVar("T")
 PAGE_CHOICES = (1, 2, 4)           # the thread counts the page offers
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @contextmanager
@@ -48,12 +50,61 @@ def pinned(items: Iterable[T], n: int | None) -> Iterator[T]:
         yield item
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask; a container's cpuset shows here)."""
+def affinity_cpus() -> int:
+    """CPUs in this process's affinity mask (a container's cpuset shows here)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def cgroup_quota_cpus(root: str | os.PathLike = CGROUP_ROOT) -> float | None:
+    """The CPU time a container may use, in CPUs (quota / period), or None when unlimited or
+    unknown: cgroup v2's ``cpu.max`` ("200000 100000"; "max 100000" = no limit), else v1's
+    ``cpu/cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1 = no limit) under ``root``.
+
+    Only the cgroup mounted at ``root`` is read (in a container, its own)."""
+    root = str(root)
+    v2 = _read(os.path.join(root, "cpu.max"))
+    if v2 is not None:
+        fields = v2.split()
+        if len(fields) >= 1 and fields[0] != "max":
+            try:
+                quota, period = int(fields[0]), int(fields[1]) if len(fields) > 1 else 100_000
+            except ValueError:
+                return None
+            return quota / period if quota > 0 and period > 0 else None
+        return None
+    for folder in ("cpu", "cpu,cpuacct", "cpuacct,cpu", ""):
+        quota = _read(os.path.join(root, folder, "cpu.cfs_quota_us"))
+        period = _read(os.path.join(root, folder, "cpu.cfs_period_us"))
+        if quota is None or period is None:
+            continue
+        try:
+            q, p = int(quota), int(period)
+        except ValueError:
+            return None
+        return q / p if q > 0 and p > 0 else None
+    return None
+
+
+def usable_cpus(cgroup_root: str | os.PathLike = CGROUP_ROOT) -> int:
+    """CPUs this process may run on: its affinity mask (a container's cpuset), bounded by its
+    cgroup's CPU quota (``ceil(quota / period)``, at least 1), which a container limited by time
+    rather than by CPUs shows nowhere else (its affinity lists all the host's CPUs)."""
+    cpus = affinity_cpus()
+    quota = cgroup_quota_cpus(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return cpus
 
 
 def allowed_threads(choices: Iterable[int] = PAGE_CHOICES, cpus: int | None = None) -> tuple[int, ...]:

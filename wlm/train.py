@@ -32,6 +32,10 @@ from .model import LSTMModel, ModelConfig, detach_hidden
 from .progress import Progress
 
 TRAIN_STATE = "wlm-train-state/1"
+# Settings a resumed run must share with the saved one: they decide what the rest of the run
+# computes (or, threads and device, the order of its floating-point sums).
+RESUME_FIELDS = ("clip", "batch_size", "bptt", "seed", "ninp", "nhid", "nlayers", "dropout", "amp", "optimizer",
+                 "lstm_init", "threads", "device", "eval_batch_size", "anneal_last")
 
 
 @dataclass
@@ -128,7 +132,7 @@ def reseed_cudnn_dropout(device: torch.device) -> None:
         torch.cuda.set_rng_state(torch.cuda.get_rng_state(device), device)
 
 
-def _save_state(cfg: TrainConfig, model, hidden, st: TrainState, opt) -> None:
+def _save_state(cfg: TrainConfig, model, hidden, st: TrainState, opt, data_sha256: dict | None = None) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, pstate in opt.state_dict()["state"].items():
         for k, v in pstate.items():
@@ -138,19 +142,38 @@ def _save_state(cfg: TrainConfig, model, hidden, st: TrainState, opt) -> None:
     tensors["rng.cpu"] = torch.get_rng_state()
     if hidden[0].is_cuda:
         tensors["rng.cuda"] = torch.cuda.get_rng_state(hidden[0].device)
-    meta = {"format": TRAIN_STATE, "state": json.dumps(asdict(st)), "config": json.dumps(asdict(cfg))}
+    meta = {"format": TRAIN_STATE, "state": json.dumps(asdict(st)), "config": json.dumps(asdict(cfg)),
+            "data_sha256": json.dumps(data_sha256 or {})}
     atomic_save(tensors, meta, cfg.state_path)
 
 
-def _load_state(cfg: TrainConfig, model, opt, device: torch.device):
+def resume_mismatches(saved: dict, cfg: TrainConfig, saved_data: dict | None = None,
+                      data: dict | None = None) -> list[str]:
+    """What differs between a saved run's settings (``saved``: its config as a dict) and ``cfg``,
+    one phrase each ("threads was 1, now 2"); the data by the sha256 of its files when the saved
+    run recorded them (``saved_data``, ``data``: name -> sha256), else by its folder."""
+    out = [f"{k} was {saved.get(k, getattr(TrainConfig, k))!r}, now {getattr(cfg, k)!r}"
+           for k in RESUME_FIELDS if saved.get(k, getattr(TrainConfig, k)) != getattr(cfg, k)]
+    if saved_data and data is not None:
+        changed = sorted(n for n in set(saved_data) | set(data) if saved_data.get(n) != data.get(n))
+        if changed:
+            def files(d):
+                return ", ".join(f"{n} sha256 {(d.get(n) or 'missing')[:12]}" for n in changed)
+            out.append(f"data was {saved.get('data')} ({files(saved_data)}), now {cfg.data} ({files(data)})")
+    elif str(saved.get("data")) != str(cfg.data):
+        out.append(f"data was {saved.get('data')!r}, now {cfg.data!r}")
+    return out
+
+
+def _load_state(cfg: TrainConfig, model, opt, device: torch.device, data_sha256: dict | None = None):
     tensors, meta = read_file(cfg.state_path)
     if meta.get("format") != TRAIN_STATE:
         raise CheckpointError(f"{cfg.state_path} is not a wlm training state")
     saved = json.loads(meta["config"])
-    for k in ("clip", "batch_size", "bptt", "seed", "ninp", "nhid", "nlayers", "dropout", "amp", "optimizer",
-              "lstm_init"):
-        if saved.get(k, getattr(TrainConfig, k)) != getattr(cfg, k):
-            raise CheckpointError(f"--resume: {k}={getattr(cfg, k)!r} differs from the saved run's {saved.get(k)!r}")
+    differ = resume_mismatches(saved, cfg, json.loads(meta.get("data_sha256") or "{}"), data_sha256)
+    if differ:
+        raise CheckpointError(f"cannot resume: {'; '.join(differ)} (start afresh without --resume, or resume "
+                              f"with the saved run's settings)")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     torch.set_rng_state(tensors["rng.cpu"])
     if device.type == "cuda" and "rng.cuda" in tensors:
@@ -189,13 +212,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
            torch.optim.SGD(model.parameters(), lr=cfg.lr, foreach=True))      # plain steps: p -= lr * grad
     train_data = batchify(corpus.train, cfg.batch_size).to(device)   # (rows, 20)
     val_ids = corpus.valid
+    data_sha256 = corpus_sha256(corpus.path)
 
     st = TrainState(lr=cfg.lr)
     hidden = None
     if resume:
         if not cfg.state_path.is_file():
             raise FileNotFoundError(f"--resume: no training state at {cfg.state_path}")
-        hidden, st = _load_state(cfg, model, opt, device)
+        hidden, st = _load_state(cfg, model, opt, device, data_sha256)
         hidden = tuple(h.to(device) for h in hidden)
         log(f"resuming at epoch {st.epoch}, batch {st.batch}, lr {st.lr:g}")
         if st.batch and device.type == "cuda" and cfg.dropout > 0:
@@ -245,7 +269,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
                 st.elapsed_s = elapsed0 + time.perf_counter() - t0
                 st.epoch_seconds = epoch0 + time.perf_counter() - t0
                 st.loss_sum, st.loss_batches = loss_sum.item(), n
-                _save_state(cfg, model, hidden, st, opt)
+                _save_state(cfg, model, hidden, st, opt, data_sha256)
                 last_save = time.perf_counter()
         st.elapsed_s = elapsed0 + time.perf_counter() - t0
         train_s = epoch0 + time.perf_counter() - t0
@@ -268,7 +292,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
         st.epoch += 1
         st.batch = 0
         if not cfg.dry_run:
-            _save_state(cfg, model, hidden, st, opt)
+            _save_state(cfg, model, hidden, st, opt, data_sha256)
     record["history"] = st.history
     record["best_valid_loss"] = st.best_val
     record["train_seconds"] = st.elapsed_s

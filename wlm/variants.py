@@ -3,9 +3,16 @@
 A variant is a name, an engine and a recipe; built from a checkpoint it gives a model with
 ``forward(ids, hidden) -> (logits, hidden)`` and ``init_hidden``, a size report with its
 per-module split and a printable description. Adding a variant is one entry in ``VARIANTS``.
+
+A variant that follows a plan file (``qint8-mixed``) is its plan: ``Variant.plan_sha256`` (and
+``VariantCache.plans``) name the plan a model was built from, so stored results are keyed by it.
+A variant whose build failed is not built again by the same ``VariantCache`` (``failed``).
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import os
 import threading
 from collections import Counter
@@ -68,24 +75,67 @@ class Variant:
     model: nn.Module
     size: SizeReport
     description: str
+    plan_sha256: str | None = None      # the plan it was built from (plan-file variants only)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def key(self) -> str:
+        """What names this model exactly: the variant's name, with its plan's hash if it has one."""
+        return f"{self.name}@{self.plan_sha256[:16]}" if self.plan_sha256 else self.name
 
-def unavailable(name: str) -> str | None:
-    """None if the variant can be built here, else why not."""
+
+class VariantBuildError(RuntimeError):
+    """A variant that could not be built here (the message says why); not retried."""
+
+
+def plan_sha256(plan: dict[str, str]) -> str:
+    """The sha256 of a plan mapping (part -> option) as canonical JSON (``wlm.recipe.plan_sha256``
+    when it exists)."""
+    from . import recipe
+    theirs = getattr(recipe, "plan_sha256", None)
+    if theirs is not None:
+        return theirs(plan)
+    text = json.dumps({str(k): str(v) for k, v in plan.items()}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_plan(path: Path, checkpoint_sha256: str | None) -> dict[str, str]:
+    """``wlm.recipe.load_plan``, told the checkpoint when it can check the recipe against it."""
+    from .recipe import load_plan
+    if checkpoint_sha256 is not None and "checkpoint_sha256" in inspect.signature(load_plan).parameters:
+        return load_plan(path, checkpoint_sha256=checkpoint_sha256)
+    return load_plan(path)
+
+
+def unavailable(name: str, checkpoint_sha256: str | None = None) -> str | None:
+    """None if the variant can be built here (from the checkpoint of ``checkpoint_sha256``, when
+    given, which a plan file must have been derived from), else why not."""
     if name not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}")
     spec = VARIANTS[name]
     if isinstance(spec.recipe_config, PlanFile):
-        from .recipe import load_plan
         try:
-            load_plan(spec.recipe_config.path)
+            _load_plan(spec.recipe_config.path, checkpoint_sha256)
         except ValueError as e:
             return str(e)
     return onnx_engine.available() if spec.engine == "onnxruntime" else None
+
+
+def variant_plans(names, checkpoint_sha256: str | None = None) -> dict[str, str]:
+    """name -> sha256 of the plan its file holds now, for the plan-file variants among ``names``
+    whose plan can be read."""
+    out = {}
+    for name in names:
+        spec = VARIANTS[name]
+        if isinstance(spec.recipe_config, PlanFile):
+            try:
+                out[name] = plan_sha256(_load_plan(spec.recipe_config.path, checkpoint_sha256))
+            except ValueError:
+                pass
+    return out
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
@@ -97,15 +147,17 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
           progress: Callable[[str], None] | None = None, thread_counts: tuple[int, ...] | None = None) -> Variant:
     """Build variant ``name`` from a checkpoint (ONNX files come from / go to ``cache``);
     ``thread_counts``: the thread counts an ONNX Runtime variant may be run at (None: any)."""
-    why = unavailable(name)
+    why = unavailable(name, ckpt.sha256)
     if why:
         raise RuntimeError(f"{name}: {why}")
     spec = VARIANTS[name]
     if spec.engine == "torch" and isinstance(spec.recipe_config, PlanFile):
         from .layerwise import quantize_plan
-        from .recipe import describe, load_plan
-        model = quantize_plan(ckpt.model, load_plan(spec.recipe_config.path))
-        return Variant(spec, model, model_size(model), f"{model}\n\n# plan: {describe(model.plan)}")
+        from .recipe import describe
+        plan = _load_plan(spec.recipe_config.path, ckpt.sha256)
+        model = quantize_plan(ckpt.model, plan)
+        return Variant(spec, model, model_size(model), f"{model}\n\n# plan: {describe(model.plan)}",
+                       plan_sha256(plan))
     if spec.engine == "torch":
         model = ckpt.model if spec.recipe_config is None else quantize(ckpt.model, spec.recipe_config)
         return Variant(spec, model, model_size(model), str(model))
@@ -130,6 +182,12 @@ class VariantCache:
     Each variant has its own lock, so a caller waits only for the build of the variant it
     asked for, never for another one's. ``guard`` (e.g. ``CpuTurns.build``) is entered around
     every build: a server uses it to keep builds out of measurements' timed chunks.
+
+    A build that fails is remembered with its reason (``failed``): ``get`` raises
+    ``VariantBuildError`` at once instead of building again (each try of an ONNX build is a
+    child process of up to 15 minutes), until ``forget_failure`` or a new cache (a restart, a
+    new checkpoint). Temporary files that dead builds left in the cache folder are removed
+    when the cache is made.
     """
 
     def __init__(self, ckpt: Checkpoint, cache: str | os.PathLike | None = None, *,
@@ -137,39 +195,73 @@ class VariantCache:
         self.ckpt, self.cache, self.thread_counts, self.guard = ckpt, cache, thread_counts, guard
         self._built: dict[str, Variant] = {}
         self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()          # guards the two dicts only, never held while building
-        self.errors: dict[str, str] = {}       # variants whose build failed, and why
+        self._lock = threading.Lock()          # guards the dicts only, never held while building
+        self.failed: dict[str, str] = {}       # variants whose build failed, and why
+        self.errors = self.failed              # the earlier name of ``failed``
+        onnx_engine.clean_cache(cache_dir(cache))
 
     def _lock_of(self, name: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault(name, threading.Lock())
 
+    def _refuse(self, name: str) -> VariantBuildError:
+        return VariantBuildError(f"{name} could not be built here: {self.failed[name]} (not tried again until "
+                                 f"the app restarts)")
+
     def get(self, name: str, progress: Callable[[str], None] | None = None) -> Variant:
+        """The built variant ``name``, built now if needed; ``VariantBuildError`` if its build failed
+        (now or before)."""
         if name not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}")
         built = self._built.get(name)
         if built is not None:
             return built
+        if name in self.failed:
+            raise self._refuse(name)
         with self._lock_of(name):
+            if name in self.failed:            # failed while this caller waited for the lock
+                raise self._refuse(name)
             if name not in self._built:
-                with self.guard():
-                    self._built[name] = build(name, self.ckpt, self.cache, progress, self.thread_counts)
+                try:
+                    with self.guard():
+                        variant = build(name, self.ckpt, self.cache, progress, self.thread_counts)
+                except Exception as e:
+                    self.failed[name] = f"{type(e).__name__}: {e}"
+                    raise self._refuse(name) from e
+                self._built[name] = variant
             return self._built[name]
+
+    def forget_failure(self, name: str) -> None:
+        """Let ``get`` try to build ``name`` again."""
+        self.failed.pop(name, None)
 
     def is_built(self, name: str) -> bool:
         return name in self._built
 
+    def plans(self, names) -> dict[str, str]:
+        """name -> sha256 of its plan, for the plan-file variants among ``names``: the plan the built
+        variant follows, else (not built yet) the one its file holds now. Stored results of such a
+        variant are keyed by it (``wlm.results.ResultStore.lookup(plans=...)``)."""
+        out = {}
+        for name in names:
+            built = self._built.get(name)
+            if built is not None:
+                if built.plan_sha256:
+                    out[name] = built.plan_sha256
+            else:
+                out.update(variant_plans([name], self.ckpt.sha256))
+        return out
+
     def prebuild(self, names, log: Callable[[str], None] | None = None) -> threading.Thread:
         """Build ``names`` one after another in a background thread (a failure is recorded in
-        ``errors`` and the others go on); returns the thread."""
+        ``failed`` and the others go on); returns the thread."""
         def work():
             for name in names:
                 try:
                     self.get(name)
                 except Exception as e:  # one variant that cannot be built must not stop the rest
-                    self.errors[name] = f"{type(e).__name__}: {e}"
                     if log:
-                        log(f"variant {name} could not be built: {self.errors[name]}")
+                        log(f"variant {name} could not be built: {self.failed.get(name, e)}")
         t = threading.Thread(target=work, name="wlm-prebuild", daemon=True)
         t.start()
         return t

@@ -24,8 +24,14 @@ def page(demo_server):
         browser.close()
 
 
+def tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(300)
+
+
 def test_generate(page):
     (ROOT / "test-output").mkdir(exist_ok=True)
+    tab(page, "Side by side")
     page.fill("#prompt textarea", "w1 w2 zebra")
     page.click("#generate")
     page.wait_for_function(
@@ -67,6 +73,7 @@ def parting_seed(prompt: str) -> int:
 
 def test_parting_word_shows_both_top_words(page):
     seed = parting_seed("w3 zzpart")
+    tab(page, "Side by side")
     page.fill("#prompt textarea", "w3 zzpart")
     page.fill("#seed textarea, #seed input", str(seed))
     page.locator("#seed textarea, #seed input").blur()       # commit the value before the click reads it
@@ -84,6 +91,7 @@ def test_parting_word_shows_both_top_words(page):
 
 
 def test_non_default_variant_in_the_right_pane(page):
+    tab(page, "Side by side")
     page.click("#variant input")
     page.get_by_role("option", name="ort-int8", exact=True).click()
     page.wait_for_function("() => document.querySelector('#right-title').innerText.includes('ort-int8')",
@@ -98,6 +106,7 @@ def test_non_default_variant_in_the_right_pane(page):
 
 def test_measure(page):
     out = ROOT / "test-output"
+    tab(page, "Measure")
     page.click("#measure-variants label:has-text('qint8-per-channel')")       # a second variant
     page.click("#measure")
     page.wait_for_function(
@@ -115,12 +124,13 @@ def test_measure(page):
 def test_where_int8_loses(page):
     """The panel on the tiny model: Analyse fills the summary, the table and the three charts;
     the weights picture follows the chosen part."""
+    tab(page, "Where int8 loses")
     page.click("#analyse")
     page.wait_for_function("() => { const s = document.querySelector('#inspect-status'); "
                            "return s && s.innerText.includes('The part that costs most'); }", timeout=90_000)
-    bars = {k: page.eval_on_selector_all(f"#{k} svg .bar", "els => els.length")
-            for k in ("sqnr-plot", "sensitivity-plot", "parts-time-plot")}
-    assert bars["sqnr-plot"] >= 9 and bars["sensitivity-plot"] >= 5 and bars["parts-time-plot"] >= 8, bars
+    marks = {k: page.eval_on_selector_all(f"#{k} svg {m}", "els => els.length")
+             for k, m in (("sqnr-plot", ".dot"), ("sensitivity-plot", ".dot"), ("parts-time-plot", ".bar"))}
+    assert marks["sqnr-plot"] >= 9 and marks["sensitivity-plot"] >= 5 and marks["parts-time-plot"] >= 8, marks
     names = page.inner_text("#parts-time-plot")
     assert "fp32" in names and "qint8" in names and "decoder" in names        # every model and part named
     assert "lstm.0" in page.inner_text("#inspect-table")

@@ -23,7 +23,10 @@ from wlm.inspectview import OUTPUTS as INSPECT_OUTPUTS  # noqa: E402
 from wlm.measureview import OUTPUTS as MEASURE_OUTPUTS  # noqa: E402
 from wlm.scorecard import CSS as SCORECARD_CSS  # noqa: E402
 from wlm.sidebyside import DEFAULT_PROMPT, EXAMPLES, LEGEND, MAX_PROMPT_CHARS  # noqa: E402
+from wlm.score import MAX_SCORE_CHARS  # noqa: E402
 from wlm.text import WORD_CSS  # noqa: E402
+from wlm.yourtext import CSS as SCORE_CSS  # noqa: E402
+from wlm.yourtext import EXAMPLES as SCORE_EXAMPLES  # noqa: E402
 from wlm.threads import usable_cpus  # noqa: E402
 from wlm.variants import REFERENCE  # noqa: E402
 from wlm.checkpoint import CheckpointError  # noqa: E402
@@ -114,6 +117,15 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                 with gr.Accordion("How the two panes share random numbers", open=False):
                     gr.Markdown(COUPLING)
 
+            with gr.Tab("Your text", id="yourtext"):
+                score_text = gr.Textbox(lines=5, max_length=MAX_SCORE_CHARS, elem_id="score-text",
+                                        label=f"Paste a paragraph (up to {MAX_SCORE_CHARS:,} characters): both models "
+                                              "score it word by word")
+                score_go = gr.Button("Score", variant="primary", elem_id="score-run")
+                gr.Examples([[t] for t in SCORE_EXAMPLES], [score_text], label="Texts to try", cache_examples=False)
+                score_summary = gr.Markdown(elem_id="score-summary")
+                score_html = gr.HTML(elem_id="score-html", css_template=SCORE_CSS)
+
             with gr.Tab("Measure", id="measure"):
                 with gr.Row():
                     slice_ = gr.Dropdown(list(SLICES), value=DEFAULT_SLICE, label="Test tokens", elem_id="slice")
@@ -190,6 +202,10 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                        concurrency_id="describe", concurrency_limit=8)
         variant.change(user_errors(app.model_text), variant, right_model, api_visibility="private",
                        concurrency_id="describe", concurrency_limit=8)
+
+        score_go.click(user_errors(app.your_text.run), [score_text, variant], [score_html, score_summary],
+                       api_name="score", concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY,
+                       preprocess=False)
 
         def run_measure(slice_label, n_threads, names, shown_record=None, focus_name=None, fresh=False,
                         progress=gr.Progress()):

@@ -10,9 +10,19 @@ def client(demo_server):
     return Client(demo_server, verbose=False, analytics_enabled=False)
 
 
-def test_only_generate_measure_and_inspect_are_public(client):
+def test_only_generate_measure_inspect_and_score_are_public(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/generate", "/measure", "/inspect"}
+        "/generate", "/measure", "/inspect", "/score"}
+
+
+def test_score_through_the_api(client):
+    html, summary = client.predict("w1 w2 w3 w4 w5 w6", "qint8", api_name="/score")
+    assert html.count('class="wlm-w') >= 6 and "fp32 perplexity" in summary and "qint8 perplexity" in summary
+    for bad in ("", 5, None, "x" * 3000):
+        with pytest.raises(Exception, match="text"):
+            client.predict(bad, "qint8", api_name="/score")
+    with pytest.raises(Exception, match="variant"):
+        client.predict("w1 w2", "qint9", api_name="/score")
 
 
 def test_inspect_through_the_api(client):

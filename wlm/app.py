@@ -25,6 +25,7 @@ from .sidebyside import MAX_PROMPT_CHARS, SideBySide  # noqa: F401  (the limit t
 from .threads import PAGE_CHOICES, allowed_threads, usable_cpus
 from .turns import DEFAULT_MEASURE_SHARE, CpuTurns
 from .variants import REFERENCE, VARIANTS, VariantCache, cache_dir, unavailable
+from .yourtext import YourText
 
 log = logging.getLogger("wlm")
 DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"
@@ -153,6 +154,9 @@ class QuantDemo:
         self.side = SideBySide(self)
         self.measure = MeasurePanel(self)
         self.inspect = InspectPanel(self)
+        # the variant is checked as the model is asked for (fp32 is the reference, always there)
+        self.your_text = YourText(lambda n: self.variants.get(n if n == REFERENCE else self.variant_arg(n)).model,
+                                  self.dictionary, self.turns, cfg.threads)
         self.load_seconds = time.perf_counter() - t0
         if cfg.prebuild:       # the other variants, off the request path
             self.variants.prebuild([n for n in self.choices if not self.variants.is_built(n)])

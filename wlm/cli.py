@@ -161,6 +161,11 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from .score import cli_main
+    return cli_main(args)
+
+
 def cmd_generate(args) -> int:
     from .generate import GenerationConfig, generate
     ckpt, model, name = _load(args)
@@ -464,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--replace-recipe", action="store_true",
                      help="write the derived recipe over data/recipes/qint8-mixed.json, the plan qint8-mixed runs")
 
+    from .score import add_arguments as score_arguments
+    score_arguments(_command(sub, "score", "score your own text word by word with fp32 and a variant: where int8 "
+                                          "changes its mind", cmd_score))
     ld = sub.add_parser("load", help="load-test the demo on loopback: concurrent generate and measure users",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ld.add_argument("--url", help="a running demo on this machine (default: launch demo.py on a free port)")

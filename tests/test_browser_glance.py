@@ -36,12 +36,17 @@ CONTRAST = """() => {
 def glance_url(tmp_path_factory):
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    import demo as demo_module
+    import sys
     mp = pytest.MonkeyPatch()
     mp.setenv("WLM_DATA", str(tmp_path_factory.mktemp("no-data")))          # offline: no test split here
     mp.setenv("WLM_DATA_MIRROR", "http://127.0.0.1:9")                      # and nothing to fetch it from
     mp.setenv("WLM_CACHE", str(tmp_path_factory.mktemp("glance-cache")))
     mp.setenv("WLM_PREBUILD", "0")
+    mp.delenv("WLM_CHECKPOINT", raising=False)
+    had = sys.modules.get("demo")
+    import demo as demo_module                 # set up above if this is its first import (then left alone)
+    if had is None:
+        sys.modules.pop("demo", None)           # the tiny demo server's fixture imports its own
     app = demo_module.load_app(str(SHIPPED_CHECKPOINT))
     demo = demo_module.build_demo(app)
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)

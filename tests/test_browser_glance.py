@@ -93,6 +93,11 @@ def test_the_page_at_a_glance(glance_url, browser, scheme, size):
     assert field(page, "loss_change").startswith(f"{q['loss_change']:+.4f}")
     assert field(page, "top1") == f"{q['agreement']['top1']:.1%}"
     assert field(page, "ppl") == f"{fp['ppl']:.1f} → {q['ppl']:.1f}"
+    if size[0] < 600:          # a phone: the scorecard is the first screen, in the theme's colours
+        texts = page.evaluate(CONTRAST)
+        assert len(texts) > 5 and not [t for t in texts if t[1] < 4.5]
+        page.close()
+        return                 # (the tabs fold into a menu there; their charts are checked at desktop width)
     # every variant of the record is in the table on load, and in every chart
     page.get_by_role("tab", name="Measure").click()
     page.wait_for_timeout(800)

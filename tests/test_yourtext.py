@@ -84,7 +84,16 @@ def sharp_model(tiny_corpus):
 TEXT = "w1 w2 , w3 @-@ w4 . w5 zebra w6 w7 w8 w9 " * 12       # 156 words: chunks of 64, 64 and 28
 
 
-def test_panel_html_summary_and_turns(sharp_model, tiny_corpus):
+@pytest.fixture
+def one_thread():
+    """torch at 1 thread, whatever an earlier test left, so the panel's 2 threads can be told apart."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_panel_html_summary_and_turns(sharp_model, tiny_corpus, one_thread):
     turns = CountingTurns()
     models = {"fp32": Spy(sharp_model, turns), "qint8": Spy(quantize(sharp_model), turns)}
     panel = YourText(models.__getitem__, tiny_corpus.dictionary, turns, threads=2)

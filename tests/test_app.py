@@ -345,6 +345,22 @@ def test_a_generation_runs_between_the_chunks_of_a_long_measurement(app, tmp_pat
     assert chunks_after                                          # the measurement went on after it
 
 
+def test_a_long_prompt_is_read_a_chunk_per_turn(app, monkeypatch):
+    """A prompt of 300 words is five chunks of reading (64 tokens each): each is a CPU turn of its
+    own, not one long call before the first word."""
+    from wlm.generate import GenerationConfig
+    from wlm.pair import PromptStep, generate_pair
+    monkeypatch.setattr("wlm.sidebyside.STREAM_INTERVAL_S", 0.0)        # one step per turn
+    prompt = "w1 w2 w3 " * 100
+    cfg = GenerationConfig(prompt=prompt, words=5, temperature=1.0, seed=0)
+    models = [app.variants.get(n).model for n in ("fp32", "qint8")]
+    reading = sum(isinstance(s, PromptStep) for s in generate_pair(models, app.dictionary, cfg, prompt_steps=True))
+    assert reading >= 4
+    updates = list(app.side.generate(prompt, 5, 1.0, 0, False))
+    assert len(updates) == 5 + reading               # a turn (and an update) per chunk read, then per word
+    assert "(5 words, 1 thread)" in updates[-1][2]
+
+
 def test_a_generate_holds_no_cpu_turn_while_its_update_is_sent(app, monkeypatch):
     """Between two updates (while the server sends one, or a client is slow or gone) a Generate
     holds nothing: a whole measurement runs while it is suspended at its first update."""
@@ -418,3 +434,82 @@ def test_weights_on_the_int8_grid(app):
     assert ">weight_ih</text>" in lstm and ">weight_hh</text>" in lstm
     with pytest.raises(ValueError, match="part must be one of"):
         app.inspect.weight_histogram("lstm.7")
+
+
+def test_a_variant_that_cannot_be_built_keeps_what_is_shown_and_is_named(tmp_path, tiny_dir, tiny_corpus, monkeypatch):
+    from wlm import variants
+    real, tried = variants.build, []
+
+    def build(name, *a, **kw):
+        if name == "qint8-per-channel":
+            tried.append(name)
+            raise RuntimeError("the child process was killed (out of memory)")
+        return real(name, *a, **kw)
+    monkeypatch.setattr(variants, "build", build)
+    ck = sharp_checkpoint(tmp_path, tiny_corpus)
+    app = QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir), cache=str(tmp_path / "cache"),
+                              thread_choices=(1, 2)))
+    shown = M(app.measure.measure("2,000 tokens", 1, ["qint8"]))["shown"]
+    for _ in range(2):
+        out = M(app.measure.measure("2,000 tokens", 1, ["qint8-per-channel"], shown=shown))
+        assert out["status"].startswith("qint8-per-channel could not be built on this server")
+        assert out["shown"] == shown and out["variants"] == ["qint8"]           # the page and its controls stay
+    assert tried == ["qint8-per-channel"]                                      # tried once, then remembered
+    assert "qint8-per-channel" in app.variants_note() and "out of memory" in app.variants_note()
+    assert "out of memory" in out["details"]
+    with pytest.raises(ValueError, match="qint8-per-channel could not be built on this server"):
+        list(app.side.generate("w1", 5, 1.0, 0, False, "qint8-per-channel"))
+    assert "could not be built" in app.inspect.inspect("qint8-per-channel", "2,000 tokens")[0]
+
+
+def test_a_recipes_results_are_its_plans_not_its_names(tmp_path, tiny_dir, tiny_corpus, monkeypatch):
+    """Re-deriving the recipe must not let the old plan's figures be shown for the new one."""
+    from wlm import variants
+    ck = sharp_checkpoint(tmp_path, tiny_corpus)
+    recipe = tmp_path / "recipe.json"
+
+    def write(lstm1):
+        recipe.write_text(json.dumps({"format": "wlm-recipe/1", "plan": {
+            "embedding": "fp32", "lstm.0": "int8", "lstm.1": lstm1, "decoder": "int8"}}))
+    monkeypatch.setitem(variants.VARIANTS, "qint8-mixed",
+                        variants.VariantSpec("qint8-mixed", "torch", "test", variants.PlanFile(recipe)))
+    cfg = AppConfig(checkpoint=str(ck), data=str(tiny_dir), cache=str(tmp_path / "cache"), thread_choices=(1, 2))
+    write("fp32")
+    first = QuantDemo(cfg)
+    live = M(first.measure.measure(FULL_SLICE, 1, ["qint8", "qint8-mixed"]))
+    assert "Measured live" in live["status"] and set(live["shown"]["plans"]) == {"qint8-mixed"}
+    assert "Stored result" in M(QuantDemo(cfg).measure.measure(FULL_SLICE, 1, ["qint8-mixed"]))["status"]
+    assert "qint8-mixed" in M(QuantDemo(cfg).measure.initial())["variants"]
+    ins = QuantDemo(cfg).inspect.inspect("qint8-mixed", "2,000 tokens")
+    assert "Analysed live" in ins[0] and "Stored result" in QuantDemo(cfg).inspect.inspect("qint8-mixed", "2,000 tokens")[0]
+
+    write("int8")                                               # the recipe derived again: another plan
+    later = QuantDemo(cfg)
+    assert M(later.measure.initial())["variants"] == ["qint8"]   # the old plan's figures are not shown for it
+    assert "Measured live" in M(later.measure.measure(FULL_SLICE, 1, ["qint8", "qint8-mixed"]))["status"]
+    on_load = M(QuantDemo(cfg).measure.initial())
+    assert on_load["variants"] == ["qint8", "qint8-mixed"]
+    assert on_load["shown"]["plans"]["qint8-mixed"] == later.plans(["qint8-mixed"])["qint8-mixed"]
+    assert "Analysed live" in QuantDemo(cfg).inspect.inspect("qint8-mixed", "2,000 tokens")[0]
+
+
+def test_a_subset_says_whose_cost_it_shows(app):
+    app.measure.measure("2,000 tokens", 1, ["qint8-linear-only", "qint8-per-channel"], fresh=True)
+    whole = M(app.measure.measure("2,000 tokens", 1, ["qint8-per-channel", "qint8-linear-only"]))["details"]
+    part = M(app.measure.measure("2,000 tokens", 1, ["qint8-linear-only"]))["details"]
+    assert "Cost of measuring:" in whole and "~95% interval" in whole
+    assert "Cost of measuring (of the measurement of 3 models this result is taken from)" in part
+
+
+def test_a_record_measured_with_other_library_versions_says_so(app, tmp_path):
+    """E.g. a Space that got PyPI's CUDA build of the same torch: its results are not this build's."""
+    mine = QuantDemo(replace(app.cfg, cache=str(tmp_path / "cache")))
+    out = M(mine.measure.measure("2,000 tokens", 1, ["qint8-lstm-only"]))
+    assert "other library versions" not in out["status"]
+    [path] = mine.store.folder.glob("measure-*.json")
+    record = json.loads(path.read_text())
+    record["versions"]["torch"] = record["versions"]["torch"].split("+")[0] + "+cu128"
+    path.write_text(json.dumps(record))
+    shown = M(QuantDemo(mine.cfg).measure.measure("2,000 tokens", 1, ["qint8-lstm-only"]))
+    assert "Stored result" in shown["status"]
+    assert "measured with other library versions: torch " in shown["status"] and "CUDA 12.8 build" in shown["status"]

@@ -95,3 +95,34 @@ def test_shipped_checkpoint_loads_strictly_into_the_tutorial_class():
     x = torch.randint(0, 33278, (6, 1))
     assert torch.equal(ck.model(x, ck.model.init_hidden(1))[0], t(x, t.init_hidden(1))[0])
     assert ck.provenance["test_loss"] <= 5.17
+
+
+def test_saving_where_rename_is_not_supported_still_gives_a_whole_checkpoint(tiny_model, tiny_corpus, tmp_path,
+                                                                             monkeypatch):
+    """A bucket mount may refuse rename (EXDEV/ENOTSUP): the file is copied into place and verified."""
+    import errno
+    import os
+
+    from wlm.checkpoint import load_checkpoint, save_checkpoint
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny_model, tiny_corpus.dictionary, {"epochs": 1})
+
+    def no_rename(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+    monkeypatch.setattr(os, "replace", no_rename)
+    save_checkpoint(path, tiny_model, tiny_corpus.dictionary, {"epochs": 2})
+    assert load_checkpoint(path).provenance["epochs"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]          # no temporary file left
+
+
+def test_a_save_that_fails_leaves_the_old_checkpoint(tiny_model, tiny_corpus, tmp_path, monkeypatch):
+    from wlm import checkpoint
+    path = checkpoint.save_checkpoint(tmp_path / "m.safetensors", tiny_model, tiny_corpus.dictionary, {"epochs": 1})
+
+    def dies(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"half a file")
+        raise OSError("No space left on device")
+    monkeypatch.setattr(checkpoint, "save_file", dies)
+    with pytest.raises(OSError, match="No space"):
+        checkpoint.save_checkpoint(path, tiny_model, tiny_corpus.dictionary, {"epochs": 2})
+    assert checkpoint.load_checkpoint(path).provenance["epochs"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

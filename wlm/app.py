@@ -24,7 +24,7 @@ from .results import versions as result_versions
 from .sidebyside import MAX_PROMPT_CHARS, SideBySide  # noqa: F401  (the limit the page states)
 from .threads import PAGE_CHOICES, allowed_threads, usable_cpus
 from .turns import DEFAULT_MEASURE_SHARE, CpuTurns
-from .variants import REFERENCE, VARIANTS, VariantCache, cache_dir, unavailable
+from .variants import REFERENCE, VARIANTS, VariantBuildError, VariantCache, cache_dir, unavailable
 from .yourtext import YourText
 
 log = logging.getLogger("wlm")
@@ -141,7 +141,7 @@ class QuantDemo:
                                      guard=self.turns.build)
         for name in (REFERENCE, DEFAULT_VARIANT):        # the tutorial's pair is ready at once
             self.variants.get(name)
-        why_not = {n: unavailable(n) for n in VARIANTS}
+        why_not = {n: unavailable(n, self.ckpt.sha256) for n in VARIANTS}
         self.hidden = {n: why for n, why in why_not.items() if why}
         self.choices = [n for n in VARIANTS if n != REFERENCE and n not in self.hidden]
         self.data_dir = resolve_data_dir(cfg.data)
@@ -155,11 +155,27 @@ class QuantDemo:
         self.measure = MeasurePanel(self)
         self.inspect = InspectPanel(self)
         # the variant is checked as the model is asked for (fp32 is the reference, always there)
-        self.your_text = YourText(lambda n: self.variants.get(n if n == REFERENCE else self.variant_arg(n)).model,
+        self.your_text = YourText(lambda n: self.model(n if n == REFERENCE else self.variant_arg(n)).model,
                                   self.dictionary, self.turns, cfg.threads)
         self.load_seconds = time.perf_counter() - t0
         if cfg.prebuild:       # the other variants, off the request path
             self.variants.prebuild([n for n in self.choices if not self.variants.is_built(n)])
+
+    def model(self, name: str):
+        """The built variant ``name`` (a ``wlm.variants.Variant``), built now if needed (waiting only
+        for its own build); ValueError in a sentence a visitor can act on if it cannot be built here
+        (the reason goes to the server log, once per failure)."""
+        try:
+            return self.variants.get(name)
+        except VariantBuildError as e:
+            log.warning("%s", e)
+            raise ValueError(f"{name} could not be built on this server, so it is not measured or shown here; "
+                             "the other variants still work.") from None
+
+    def plans(self, names) -> dict[str, str]:
+        """variant -> sha256 of the plan it is built from, for the plan-file variants among ``names``
+        (stored results of such a variant are keyed by it)."""
+        return self.variants.plans([n for n in names if n != REFERENCE])
 
     def offered(self) -> list[str]:
         """fp32 and every variant offered, in canonical order."""
@@ -274,12 +290,17 @@ class QuantDemo:
 
     # ---------------------------------------------------------------- descriptions
     def model_text(self, name: str) -> str:
-        v = self.variants.get(self.variant_arg(name) if name != REFERENCE else name)
+        v = self.model(self.variant_arg(name) if name != REFERENCE else name)
         how = "torch.save of the state_dict" if v.spec.engine == "torch" else "bytes of the .onnx file"
         return f"{v.description}\n\n# {v.spec.engine}: {v.spec.recipe}\n# size: {v.size.total_mb:.3f} MB ({how})"
 
     def variants_note(self) -> str:
-        """Which variants are offered, and why any are not."""
-        if not self.hidden:
-            return ""
-        return "Not offered here: " + "; ".join(f"`{n}`: {why}" for n, why in self.hidden.items())
+        """Which variants are offered, and why any are not, or could not be built."""
+        parts = []
+        if self.hidden:
+            parts.append("Not offered here: " + "; ".join(f"`{n}`: {why}" for n, why in self.hidden.items()))
+        if self.variants.failed:
+            parts.append("Could not be built on this server (not tried again until it restarts): "
+                         + "; ".join(f"`{n}` ({why if len(why) <= 120 else why[:117] + '...'})"
+                                     for n, why in self.variants.failed.items()) + ".")
+        return " ".join(parts)

@@ -3,7 +3,6 @@ metadata, the model config, the vocabulary (id order) and provenance. No pickle.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,13 +40,10 @@ class Checkpoint:
 
 
 def atomic_save(tensors: dict, metadata: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """The safetensors file, written whole or not at all (``wlm.storage.atomic_write``: a private
+    temporary file, renamed into place, or copied and verified where rename is not supported)."""
+    from .storage import atomic_write
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def save_checkpoint(path, model: LSTMModel, dictionary: Dictionary, provenance: dict | None = None) -> Path:

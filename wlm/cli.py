@@ -232,7 +232,8 @@ def cmd_bench(args) -> int:
                              checkpoint_sha256=ckpt.sha256, test_sha256=sha256_file(corpus.path / "test.txt"),
                              source=_command_line(args),
                              timing={"wall_s": timing["wall_s"][0], "models_s": timing["models_s"][0],
-                                     "ratio_ci": timing["ratio_ci"]})
+                                     "ratio_ci": timing["ratio_ci"]},
+                             plans={n: v.plan_sha256 for n, v in variants.items() if v.plan_sha256})
         record["speed"], record["generation"] = speed, gen
         folder = Path(args.save_to) if args.save_to else cache_dir(args.cache) / "results"
         log(f"stored: {ResultStore(folder).save(record)}")
@@ -297,7 +298,7 @@ def cmd_inspect(args) -> int:
         record = make_inspection_record(slice_label=label, threads=args.threads, variant=args.variant, report=report,
                                         machine=machine_info(args.threads), checkpoint_sha256=ckpt.sha256,
                                         test_sha256=sha256_file(corpus.path / "test.txt"),
-                                        source=_command_line(args))
+                                        source=_command_line(args), plan_sha256=variant.plan_sha256)
         print(f"stored: {ResultStore(args.save_to).inspections().save(record)}", file=sys.stderr)
     if args.derive_recipe:
         from .recipe import derive, save
@@ -529,12 +530,14 @@ def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .download import DownloadError
     from .quantize import QuantizationError
+    from .variants import VariantBuildError
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.func(args)
-    except (CLIError, CheckpointError, DownloadError, QuantizationError, FileNotFoundError, ValueError) as e:
+    except (CLIError, CheckpointError, DownloadError, QuantizationError, VariantBuildError, FileNotFoundError,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from . import layerwise as lw
 from .bench import machine_info
 from .inspection import Inspection, alone_parts
 from .measureview import FULL_SLICE
-from .results import make_inspection_record
+from .results import describe_version_differences, make_inspection_record
 from .threads import num_threads
 from .variants import VARIANTS
 from .palette import PARTS, SQNR
@@ -224,9 +224,11 @@ class InspectPanel:
             raise ValueError(f"slice must be one of {', '.join(INSPECT_SLICES)}, got {slice_label!r}")
         fresh = app.bool_arg("fresh", fresh)
         threads = app.cfg.threads
+        plan = app.plans([name]).get(name)          # a recipe's analyses are its plan's, not its name's
         match, machine = app.match(slice_label, threads, variant=name), machine_info(threads)
+        same_plan = lambda r: r.get("plan_sha256") == plan                                       # noqa: E731
         store = app.inspections
-        stored = store.find(**match, **app.here(machine)) or (None if fresh else store.find(**match))
+        stored = store.find(same_plan, **match, **app.here(machine)) or (None if fresh else store.find(same_plan, **match))
         if stored and not fresh:
             return self.view(stored)
         models = 2 + len(alone_parts(app.ckpt.model.config)) + (3 if VARIANTS[name].engine == "torch" else 0)
@@ -242,7 +244,10 @@ class InspectPanel:
             return self.kept(shown, "The WikiText-2 test split could not be fetched on this server, so nothing was "
                              "analysed; the figures shown are unchanged. Try again later.")
         ids = app.test_split()
-        built = app.variants.get(name)                         # waits for this variant's build only
+        try:
+            built = app.model(name)                            # waits for this variant's build only
+        except ValueError as e:
+            return self.kept(shown, f"{e} The figures shown are unchanged.")
         with app.turns.build(), num_threads(threads):          # the parts' int8 copies: off any timed chunk
             ins = Inspection(app.ckpt.model, built, ids, max_tokens=INSPECT_SLICES[slice_label])
         try:
@@ -257,7 +262,7 @@ class InspectPanel:
             report = ins.report()
         record = make_inspection_record(slice_label=slice_label, threads=threads, variant=name, report=report,
                                         machine=machine, checkpoint_sha256=app.ckpt.sha256,
-                                        test_sha256=app.test_sha256())
+                                        test_sha256=app.test_sha256(), plan_sha256=built.plan_sha256)
         app.keep(store, record)
         return self.view(record, stored=False)
 
@@ -283,6 +288,9 @@ class InspectPanel:
                      f"**Analyse again** re-runs it live."
         else:
             status = "Analysed live on this server just now."
+        other = describe_version_differences(record)
+        if other and not note:
+            status += f" It was {other}."
         status += "\n\n" + summary(report)
         return (status, table(report), sqnr_svg(report), sensitivity_svg(report), time_svg(report),
                 record["variant"], record["slice"], record)

@@ -19,7 +19,7 @@ from .bench import machine_info, measurements
 from .download import SHA256
 from .evaluate import Comparison
 from .palette import MODELS, MODULE_LABELS, PARTS
-from .results import make_record, rows_of, select
+from .results import describe_version_differences, make_record, rows_of, select
 from .scorecard import pm, scorecard_html, within_noise
 from .svgplot import hbars_svg, lines_svg, scatter_svg
 from .threads import num_threads
@@ -33,6 +33,9 @@ FULL_SLICE = "all (245,569 tokens)"
 SLICES = {"2,000 tokens": 2_000, "5,000 tokens": 5_000, "20,000 tokens": 20_000, "50,000 tokens": 50_000,
           FULL_SLICE: None}
 DEFAULT_SLICE = "5,000 tokens"
+# chunks of 25 tokens a model runs in a row (``wlm.evaluate.Comparison``): one model's block is one CPU
+# turn, so the app keeps it short (100 tokens: ~0.05-0.1 s at 1 thread) where bench uses 8
+BLOCK_CHUNKS = 4
 TABLE_COLUMNS = ["model", "engine", "size MB", "speed-up x", "tokens/s", "loss change (nats)", "perplexity",
                  "top-1 agree", "KL mean (nats)", "KL p99", "overlap (1-TV)", "Δp rms", "loss", "seconds"]
 # what the Measure events return, in this order (demo.py wires the components in the same order)
@@ -139,9 +142,10 @@ class MeasurePanel:
         names = app.names_arg(variants)
         fresh = app.bool_arg("fresh", fresh)
         match, machine = app.match(slice_label, threads), machine_info(threads)
-        stored = app.store.lookup(names, **match, **app.here(machine))
+        plans = app.plans(names)                  # a recipe's results are its plan's, not its name's
+        stored = app.store.lookup(names, plans, **match, **app.here(machine))
         if not stored and not fresh:
-            stored = app.store.lookup(names, **match)            # measured elsewhere (e.g. shipped)
+            stored = app.store.lookup(names, plans, **match)     # measured elsewhere (e.g. shipped)
         if stored and not fresh:
             return self.view(stored, focus, stored=True)
         work = app.slice_tokens(SLICES[slice_label]) * len(names)
@@ -156,20 +160,26 @@ class MeasurePanel:
             return self.kept(shown, focus, "The WikiText-2 test split could not be fetched on this server, so "
                              "nothing was measured; the figures shown are unchanged. Try again later.")
         ids = app.test_split()
-        built = {n: app.variants.get(n) for n in names}      # each waits only for its own build
+        try:
+            built = {n: app.model(n) for n in names}      # each waits only for its own build
+        except ValueError as e:
+            return self.kept(shown, focus, f"{e} The figures shown are unchanged.")
         models = {n: v.model for n, v in built.items()}
-        c = Comparison(models, ids, max_tokens=SLICES[slice_label])
+        c = Comparison(models, ids, max_tokens=SLICES[slice_label], block_chunks=BLOCK_CHUNKS)
         t0 = time.perf_counter()
         while not c.done:
             with app.turns.chunk(), num_threads(threads):
                 c.step()
             if progress:
                 progress(*c.tokens)
-        timing = {"elapsed_s": time.perf_counter() - t0, "wall_s": c.wall, "models_s": sum(c.seconds.values())}
+        cost = c.cost_ci()
+        timing = {"elapsed_s": time.perf_counter() - t0, "wall_s": c.wall, "models_s": sum(c.seconds.values()),
+                  "ratio_ci": [cost[1], cost[2]] if cost else None}
         rows = measurements(models, c, {n: v.size for n, v in built.items()})
         record = make_record(slice_label=slice_label, threads=threads, variants=names, rows=rows,
                              engines={n: v.spec.engine for n, v in built.items()}, machine=machine,
-                             checkpoint_sha256=app.ckpt.sha256, test_sha256=app.test_sha256(), timing=timing)
+                             checkpoint_sha256=app.ckpt.sha256, test_sha256=app.test_sha256(), timing=timing,
+                             plans={n: v.plan_sha256 for n, v in built.items() if v.plan_sha256})
         app.keep(app.store, record)
         return self.view(record, focus, stored=False)
 
@@ -182,13 +192,27 @@ class MeasurePanel:
         full = app.match(FULL_SLICE, threads)
         every = lambda r: set(offered) <= set(r.get("variants", ()))                               # noqa: E731
         pair = lambda r: r.get("variants", [None])[0] == "fp32" and app.default_variant in r["variants"]  # noqa: E731
-        here = app.here(machine_info(threads))
-        record = (app.store.find(every, **full, **here) or app.store.find(every, **full)
-                  or app.store.find(pair, **full, **here) or app.store.find(pair, **full)
-                  or app.store.find(pair, **app.match(DEFAULT_SLICE, threads), **here))
+        here, plans = app.here(machine_info(threads)), app.plans(offered)
+        same_plans = lambda r: all((r.get("plans") or {}).get(v) == p                              # noqa: E731
+                                   for v, p in plans.items() if v in r.get("variants", ()))
+        record = None
+        for where, match in ((every, {**full, **here}), (every, full), (pair, {**full, **here}), (pair, full),
+                             (pair, {**app.match(DEFAULT_SLICE, threads), **here})):
+            # preferably one whose recipe variants follow today's plans; else one without them
+            record = (app.store.find(lambda r: where(r) and same_plans(r), **match)
+                      or app.store.find(where, **match))
+            if record:
+                break
         if record:
-            return self.view(select(record, [v for v in record["variants"] if v in offered]), None, stored=True)
+            return self.view(select(record, self.current(record)), None, stored=True)
         return self.kept(None, None, "No measurement yet: click **Measure**.")
+
+    def current(self, record: dict) -> list[str]:
+        """The models of a stored ``record`` that are offered here and built as they were measured
+        (a recipe's variant from the same plan; a record older than plans says none)."""
+        have = record.get("plans") or {}
+        plans = self.app.plans(record["variants"])
+        return [v for v in record["variants"] if v in self.app.offered() and have.get(v) == plans.get(v)]
 
     # ------------------------------------------------------------------ view
     def view(self, record: dict, focus, stored: bool, note: str = "") -> tuple:
@@ -235,6 +259,9 @@ class MeasurePanel:
             line = f"Measured live on this server just now: {what}."
         if record.get("test_sha256") != SHA256["test.txt"]:
             line += " The test file measured is not the published WikiText-2 file (its sha256 differs)."
+        other = describe_version_differences(record)
+        if other:
+            line += f" It was {other}."
         return line
 
     def details(self, record: dict | None) -> str:
@@ -253,11 +280,18 @@ class MeasurePanel:
                          f"({m.get('cores', '?')} cores, avx512_vnni {'yes' if m.get('avx512_vnni') else 'no'}; "
                          f"{versions}) with `{record.get('source', 'the app')}`.")
             cost = record.get("timing") or {}
-            if cost.get("models_s") and not record.get("subset"):
-                parts.append(f"Cost of measuring: {_seconds(cost['wall_s'])} of computing for "
+            if cost.get("models_s"):
+                ci = cost.get("ratio_ci")
+                of = (f" (of the measurement of {record['subset_of']} models this result is taken from)"
+                      if record.get("subset_of") else "")
+                parts.append(f"Cost of measuring{of}: {_seconds(cost['wall_s'])} of computing for "
                              f"{_seconds(cost['models_s'])} of the models' own calls "
-                             f"({cost['wall_s'] / cost['models_s']:.2f}x; the rest is the agreement metrics and the "
-                             f"loop).")
+                             f"({cost['wall_s'] / cost['models_s']:.2f}x"
+                             + (f", ~95% interval {ci[0]:.2f}-{ci[1]:.2f}x" if ci else "")
+                             + "; the rest is the agreement metrics and the loop).")
+        note = self.app.variants_note()
+        if note:
+            parts.append(note)
         parts.append("**This server:** " + self.machine_line())
         return "\n\n".join(parts)
 

@@ -139,10 +139,13 @@ def rows_of(record: dict) -> list[Measurement]:
 
 
 def select(record: dict, variants: list[str]) -> dict:
-    """The record with only ``variants`` (a subset of its own, fp32 first), in that order."""
+    """The record with only ``variants`` (a subset of its own, fp32 first), in that order; a
+    true subset says of how many models it was taken (``subset_of``)."""
     rows = {r["model"]: r for r in record["rows"]}
     out = {**record, "variants": list(variants), "rows": [rows[v] for v in variants],
            "engines": {v: record.get("engines", {}).get(v, "") for v in variants}}
+    if len(variants) < len(record["variants"]):
+        out["subset_of"] = len(record["variants"])     # its timing is the whole run's, not these models'
     if record.get("plans"):
         out["plans"] = {v: p for v, p in record["plans"].items() if v in variants} or None
     return out

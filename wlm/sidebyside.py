@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Iterator
 
 from .generate import MAX_WORDS, GenerationConfig
-from .pair import generate_pair
+from .pair import PromptStep, generate_pair
 from .text import format_p, render_pane
 from .threads import num_threads
 from .variants import REFERENCE, VARIANTS
@@ -60,7 +60,7 @@ class PairRun:
         n, names = len(self.steps), self.names
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         stats = [f"**{name}**: {n / s:,.0f} words/s · {1000 * s / n:.2f} ms per word ({n} words, {threads})"
-                 for name, s in zip(names, self.secs)]
+                 if n and s > 0 else f"**{name}**: reading the prompt…" for name, s in zip(names, self.secs)]
         htmls = [render_pane(self.prompt_words, [s.info[k] for s in self.steps], names, self.raw, self.mark)
                  for k in (0, 1)]
         notes = []
@@ -144,17 +144,21 @@ class SideBySide:
         raw = app.bool_arg("raw", raw)
         if not app.variants.is_built(name):
             yield ("", "", "", "", f"Preparing **{name}** (first use: {VARIANTS[name].recipe})…", "")
-        pair = [app.variants.get(REFERENCE), app.variants.get(name)]     # waits for this variant only
+        pair = [app.model(REFERENCE), app.model(name)]     # waits for this variant's build only
         threads = app.cfg.threads
         run = PairRun((REFERENCE, name), app.dictionary.tokenize(prompt), app.dictionary.encode(prompt).unknown,
                       raw, cfg=cfg, threads=threads)
-        steps = generate_pair([v.model for v in pair], app.dictionary, cfg, threads=None)
+        # a long prompt is read a chunk per step, so no step is longer than a chunk's work
+        steps = generate_pair([v.model for v in pair], app.dictionary, cfg, threads=None, prompt_steps=True)
         done = False
         while not done:
             with app.turns.generate() as turn, num_threads(threads):
-                until, n = time.perf_counter() + STREAM_INTERVAL_S, 0
-                while not done and (n == 0 or time.perf_counter() < until):
+                until, k, n = time.perf_counter() + STREAM_INTERVAL_S, 0, 0     # steps, words
+                while not done and (k == 0 or time.perf_counter() < until):
                     step = next(steps)
+                    k += 1
+                    if isinstance(step, PromptStep):
+                        continue
                     run.add(step)
                     n += 1
                     done = step.index + 1 == cfg.words

@@ -10,9 +10,6 @@ A variant whose build failed is not built again by the same ``VariantCache`` (``
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import os
 import threading
 from collections import Counter
@@ -26,7 +23,7 @@ import torch.nn as nn
 from . import onnx_engine
 from .checkpoint import Checkpoint
 from .quantize import QuantRecipe, SizeReport, model_size, quantize
-from .recipe import RECIPE_FILE
+from .recipe import RECIPE_FILE, plan_sha256
 
 
 @dataclass(frozen=True)
@@ -91,23 +88,9 @@ class VariantBuildError(RuntimeError):
     """A variant that could not be built here (the message says why); not retried."""
 
 
-def plan_sha256(plan: dict[str, str]) -> str:
-    """The sha256 of a plan mapping (part -> option) as canonical JSON (``wlm.recipe.plan_sha256``
-    when it exists)."""
-    from . import recipe
-    theirs = getattr(recipe, "plan_sha256", None)
-    if theirs is not None:
-        return theirs(plan)
-    text = json.dumps({str(k): str(v) for k, v in plan.items()}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _load_plan(path: Path, checkpoint_sha256: str | None) -> dict[str, str]:
-    """``wlm.recipe.load_plan``, told the checkpoint when it can check the recipe against it."""
     from .recipe import load_plan
-    if checkpoint_sha256 is not None and "checkpoint_sha256" in inspect.signature(load_plan).parameters:
-        return load_plan(path, checkpoint_sha256=checkpoint_sha256)
-    return load_plan(path)
+    return load_plan(path, checkpoint_sha256=checkpoint_sha256)
 
 
 def unavailable(name: str, checkpoint_sha256: str | None = None) -> str | None:
@@ -197,7 +180,6 @@ class VariantCache:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()          # guards the dicts only, never held while building
         self.failed: dict[str, str] = {}       # variants whose build failed, and why
-        self.errors = self.failed              # the earlier name of ``failed``
         onnx_engine.clean_cache(cache_dir(cache))
 
     def _lock_of(self, name: str) -> threading.Lock:

@@ -159,6 +159,11 @@ def test_threads_outside_the_allowed_counts_are_refused_naming_them(app, bad):
         app.measure.measure("2,000 tokens", bad)
 
 
+def lead(cell: str) -> float:
+    """The figure of a table cell such as "0.9812 ± 0.0010"."""
+    return float(cell.split()[0])
+
+
 def M(out: tuple) -> dict:
     """A Measure panel's outputs by name."""
     assert len(out) == len(OUTPUTS)
@@ -177,7 +182,12 @@ def test_measure_fills_table_plots_and_status(app):
     assert table["size MB"][1] < table["size MB"][0]
     assert out["size"].count('class="bar"') == 6 and ">embedding</text>" in out["size"]    # 2 models x 3 parts
     assert out["speed"].count('class="bar"') == 2 and calls[-1][0] == calls[-1][1]
-    assert 0 < table["top-1 agree"][1] <= 1 and 0 < table["overlap (1-TV)"][1] <= 1
+    assert 0 < lead(table["top-1 agree"][1]) <= 1 and 0 < lead(table["overlap (1-TV)"][1]) <= 1
+    record = out["shown"]["rows"][1]                                         # each figure with its error
+    assert table["loss change (nats)"][1].startswith(f'{record["loss_change"]:+.4f} ± {record["loss_change_se"]:.4f}')
+    assert table["top-1 agree"][1] == f'{record["agreement"]["top1"]:.4f} ± {record["agreement"]["top1_se"]:.4f}'
+    lo, hi = record["speedup_ci"]
+    assert table["speed-up x [95%]"][1] == f'{record["speedup"]:.2f} [{lo:.2f}-{hi:.2f}]'
     assert out["kl"].count('class="line"') == 1 and "<title>qint8</title>" in out["kl"] and ">qint8</text>" in out["kl"]
     assert "quantized engine" in out["details"] and "This server" in out["details"]
     assert "not the published WikiText-2" in status            # the tiny corpus is not WikiText-2
@@ -383,7 +393,7 @@ def test_several_variants_in_one_measurement_and_a_variant_in_the_right_pane(app
     assert list(table["model"]) == ["fp32", "qint8-per-channel", "ort-int8"]       # once each, fp32 first
     assert list(table["engine"]) == ["torch", "torch", "onnxruntime"]
     assert out["size_trade"].count('class="point"') == 3 and ">ort-int8</text>" in out["speed"]
-    assert (table["size MB"][2] < table["size MB"][0]) and 0 < table["top-1 agree"][2] <= 1
+    assert (table["size MB"][2] < table["size MB"][0]) and 0 < lead(table["top-1 agree"][2]) <= 1
     *_, last = app.side.generate("w1 w2", 30, 1.0, 3, False, "ort-int8")
     assert "p(ort-int8)" in last[0] and "p(ort-int8)" in last[1]
     assert app.side.title("ort-int8") == "### ort-int8 (onnxruntime)" and "DynamicQuantizeLSTM" in app.model_text("ort-int8")

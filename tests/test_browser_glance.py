@@ -91,7 +91,9 @@ def test_the_page_at_a_glance(glance_url, browser, scheme, size):
     assert field(page, "size_ratio") == f"{fp['size_mb'] / q['size_mb']:.2f}x"
     assert field(page, "speedup").startswith(f"{q['speedup']:.2f}x")
     assert field(page, "loss_change").startswith(f"{q['loss_change']:+.4f}")
-    assert field(page, "top1") == f"{q['agreement']['top1']:.1%}"
+    a = q["agreement"]
+    assert field(page, "top1") == f"{a['top1']:.1%}" + (f" ± {a['top1_se']:.1%}" if a.get("top1_se") else "")
+    assert field(page, "kl").startswith(f"{a['kl_mean']:.4f}")
     assert field(page, "ppl") == f"{fp['ppl']:.1f} → {q['ppl']:.1f}"
     if size[0] < 600:          # a phone: the scorecard is the first screen, in the theme's colours
         texts = page.evaluate(CONTRAST)

@@ -20,7 +20,7 @@ from .results import describe_version_differences, make_inspection_record
 from .threads import num_threads
 from .variants import VARIANTS
 from .palette import PARTS, SQNR
-from .scorecard import within_noise
+from .stats import within_noise
 from .svgplot import dots_svg, hbars_svg, lines_svg
 
 if TYPE_CHECKING:

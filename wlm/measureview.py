@@ -20,7 +20,8 @@ from .download import SHA256
 from .evaluate import Comparison
 from .palette import MODELS, MODULE_LABELS, PARTS
 from .results import describe_version_differences, make_record, rows_of, select
-from .scorecard import pm, scorecard_html, within_noise
+from .scorecard import scorecard_html
+from .stats import fmt_pm, within_noise
 from .svgplot import hbars_svg, lines_svg, scatter_svg
 from .threads import num_threads
 
@@ -36,7 +37,7 @@ DEFAULT_SLICE = "5,000 tokens"
 # chunks of 25 tokens a model runs in a row (``wlm.evaluate.Comparison``): one model's block is one CPU
 # turn, so the app keeps it short (100 tokens: ~0.05-0.1 s at 1 thread) where bench uses 8
 BLOCK_CHUNKS = 4
-TABLE_COLUMNS = ["model", "engine", "size MB", "speed-up x", "tokens/s", "loss change (nats)", "perplexity",
+TABLE_COLUMNS = ["model", "engine", "size MB", "speed-up x [95%]", "tokens/s", "loss change (nats)", "perplexity",
                  "top-1 agree", "KL mean (nats)", "KL p99", "overlap (1-TV)", "Δp rms", "loss", "seconds"]
 # what the Measure events return, in this order (demo.py wires the components in the same order)
 OUTPUTS = ("scorecard", "table", "size", "speed", "kl", "size_trade", "speed_trade", "status", "details",
@@ -59,15 +60,18 @@ def _r(v, digits):
 
 
 def table_row(m, engine: str) -> list:
-    """One model's row of the comparison table (loss change with its ± where known)."""
+    """One model's row of the comparison table: each figure with its standard error (±) or ~95%
+    interval ([low-high]) where the record has them (older records: the bare figure)."""
     a = m.agreement
-    se = getattr(m, "loss_change_se", None)
-    change = "0" if m.model == "fp32" else pm(m.loss_change, se) + (" (noise)" if within_noise(m.loss_change, se)
-                                                                     else "")
-    agree = ([_r(a.top1, 4), _r(a.kl_mean, 5), _r(a.kl_p99, 4), _r(a.overlap, 4), _r(a.dp_rms, 5)]
-             if a else [None] * 5)
-    return [m.model, engine, round(m.size_mb, 2), round(m.speedup, 2), round(m.tokens_per_s), change,
-            round(m.ppl, 2), *agree, round(m.loss, 4), round(m.seconds, 2)]
+    se = m.loss_change_se
+    change = "0" if m.model == "fp32" else fmt_pm(m.loss_change, se) + (
+        " (noise)" if within_noise(m.loss_change, se) else "")
+    agree = ([fmt_pm(a.top1, a.top1_se, 4, False), fmt_pm(a.kl_mean, a.kl_mean_se, 5, False), _r(a.kl_p99, 4),
+              fmt_pm(a.overlap, a.overlap_se, 4, False), fmt_pm(a.dp_rms, a.dp_rms_se, 5, False)] if a else [None] * 5)
+    ci = m.speedup_ci
+    speed = f"{m.speedup:.2f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
+    return [m.model, engine, round(m.size_mb, 2), speed, round(m.tokens_per_s), change,
+            fmt_pm(m.ppl, m.ppl_se, 2, False), *agree, fmt_pm(m.loss, m.loss_se, 4, False), round(m.seconds, 2)]
 
 
 def table(record: dict | None) -> pd.DataFrame:
@@ -87,7 +91,7 @@ def size_svg(rows) -> str:
 def speed_svg(rows) -> str:
     ci = {}
     for m in rows:
-        c = getattr(m, "speedup_ci", None)
+        c = m.speedup_ci
         if c:
             ci[m.model] = tuple(c)
     return hbars_svg([m.model for m in rows], {m.model: {"value": m.speedup} for m in rows},

@@ -10,6 +10,7 @@ import html
 import math
 
 from .palette import MODULE_LABELS
+from .stats import fmt_pm, within_noise
 
 
 def _row(record: dict, name: str) -> dict | None:
@@ -24,17 +25,6 @@ def kept_fp32(fp: dict, q: dict) -> list[tuple[str, float]]:
         if qmb is not None and mb > 0 and abs(qmb - mb) <= 0.01 * mb:
             out.append((MODULE_LABELS.get(part, part), mb))
     return out
-
-
-def pm(value: float, se: float | None, digits: int = 4, sign: bool = True) -> str:
-    """"+0.0044 ± 0.0006" (or the bare value when no standard error is known)."""
-    v = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-    return v if se is None or not math.isfinite(se) else f"{v} ± {se:.{digits}f}"
-
-
-def within_noise(value: float, se: float | None, z: float = 1.96) -> bool:
-    """Whether the ~95% interval value ± z·se holds zero (False when no se is known)."""
-    return se is not None and math.isfinite(se) and abs(value) <= z * se
 
 
 def provenance(record: dict) -> str:
@@ -80,10 +70,13 @@ def scorecard_html(record: dict | None, variant: str, note: str = "") -> str:
     se = q.get("loss_change_se")
     noise = ' <span class="wlm-noise" data-field="within_noise">within noise</span>' if within_noise(
         q["loss_change"], se) else ""
-    quality_lines = [f'loss <span data-field="loss_change">{pm(q["loss_change"], se)}</span> nats{noise}']
+    quality_lines = [f'loss <span data-field="loss_change">{fmt_pm(q["loss_change"], se)}</span> nats{noise}']
     if a:
-        quality_lines.append(f'same top word <span data-field="top1">{a["top1"]:.1%}</span> · KL '
-                             f'<span data-field="kl">{a["kl_mean"]:.4f}</span> nats')
+        top1_se = a.get("top1_se")
+        top1 = f'{a["top1"]:.1%}' + (f" ± {top1_se:.1%}" if top1_se is not None and math.isfinite(top1_se) else "")
+        quality_lines.append(f'same top word <span data-field="top1">{top1}</span> · KL '
+                             f'<span data-field="kl">{fmt_pm(a["kl_mean"], a.get("kl_mean_se"), 4, sign=False)}'
+                             f'</span> nats')
     quality = _card("Quality (perplexity)", f'{fp["ppl"]:.1f} → {q["ppl"]:.1f}', "ppl", quality_lines)
     return (f'<div class="wlm-scorecard" id="wlm-scorecard-body" data-variant="{e(variant)}">'
             f'<div class="wlm-cards">{size}{speed}{quality}</div>'

@@ -176,7 +176,7 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                                                 elem_id="hist-part")
                         hist_plot = gr.HTML(elem_id="hist-plot")
                 with gr.Accordion("What these measure", open=False):
-                    gr.Markdown(INSPECT_INTRO)
+                    gr.Markdown(INSPECT_INTRO + "\n\n" + app.inspect.recipe_note())
 
         with gr.Accordion("About: the tutorial's figures, and why the size stops at 1.43x", open=False):
             gr.Markdown(ABOUT)

@@ -20,7 +20,8 @@ from .results import describe_version_differences, make_inspection_record
 from .threads import num_threads
 from .variants import VARIANTS
 from .palette import PARTS, SQNR
-from .stats import within_noise
+from .recipe import page_note
+from .stats import fmt_pm, noise_mark, within_noise
 from .svgplot import dots_svg, hbars_svg, lines_svg
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ def summary(report: dict) -> str:
     ref_t, var_t = t["fp32"], t[v]
     saved = {p: ref_t["parts"].get(p, 0.0) - var_t["parts"].get(p, 0.0) for p in ("embedding", "lstm", "decoder")}
     top_saving = max(saved, key=saved.get)
-    parts = [f"{report['tokens']:,} test tokens. {v} against fp32: loss {e['dloss']:+.4f}, mean KL {e['kl']:.5f}, "
+    parts = [f"{report['tokens']:,} test tokens. {v} against fp32: loss {fmt_pm(e['dloss'], e.get('dloss_se'))}"
+             f"{noise_mark(e['dloss'], e.get('dloss_se'))}, mean KL {fmt_pm(e['kl'], e.get('kl_se'), 5, False)}, "
              f"top-1 {e['top1']:.1%}."]
     parts.append(f"The part that costs most, quantized alone, is **{worst['part']} ({worst['option']})**: KL "
                  f"{worst['kl']:.5f}, top-1 {worst['top1']:.1%}.")
@@ -146,6 +148,16 @@ def summary(report: dict) -> str:
     if total_alone > 0:
         parts.append(f"The single-part KLs of {v}'s own parts add up to {total_alone:.5f}, against {e['kl']:.5f} "
                      f"measured end to end.")
+    ranking = report.get("kl_ranking")
+    if ranking:
+        order = "".join(f"{r['part']} ({SHORT.get(r['option'], r['option'])})"
+                        + ("" if r["above_next"] is None else " > " if r["distinct_from_next"] else " ≈ ")
+                        for r in ranking)
+        parts.append(f"Alone, by KL: {order} (“>”: larger beyond noise, 95%; “≈”: not distinguishable on these "
+                     f"tokens).")
+        noisy = [f"{r['part']} ({SHORT.get(r['option'], r['option'])})" for r in ranking if r["dloss_within_noise"]]
+        if noisy:
+            parts.append(f"Loss change within noise of zero: {', '.join(noisy)}.")
     parts.append(f"Time: fp32 {ref_t['total']:.2f} s, {v} {var_t['total']:.2f} s; the "
                  f"{'LSTM' if top_saving == 'lstm' else top_saving} saves the most "
                  f"({saved[top_saving]:.2f} s).")
@@ -275,6 +287,11 @@ class InspectPanel:
             if record:
                 return self.view(record)
         return self.kept(None, "No analysis yet: click **Analyse**.")
+
+    def recipe_note(self) -> str:
+        """The plan ``qint8-mixed`` follows here, and whether it beats the runner-up beyond noise."""
+        spec = VARIANTS["qint8-mixed"].recipe_config
+        return page_note(spec.path) if "qint8-mixed" in self.app.choices else ""
 
     def view(self, record: dict, stored: bool = True, note: str = "") -> tuple:
         report = record["report"]

@@ -174,6 +174,21 @@ def load_plan(path: str | os.PathLike = RECIPE_FILE, checkpoint_sha256: str | No
     return record["plan"]
 
 
+def page_note(path: str | os.PathLike = RECIPE_FILE) -> str:
+    """What the page says of the recipe ``qint8-mixed`` follows: its plan, its prediction and the
+    verdict against the runner-up ("" when there is no usable recipe)."""
+    try:
+        r = _record(path)
+    except ValueError:
+        return ""
+    line = (f"**The recipe `qint8-mixed` follows** ({r.get('rule', 'derived by the analysis')}, within "
+            f"{r.get('budget_mb', '?')} MB, from {r.get('tokens', 0):,} test tokens): {describe(r['plan'])}. "
+            f"Predicted KL {r.get('predicted_kl', float('nan')):.6f}, {r.get('predicted_mb', float('nan')):.1f} MB.")
+    if "runner_up" in r:
+        line += f" Against the next best plan: {verdict(r)}."
+    return line
+
+
 def describe(plan: dict[str, str]) -> str:
     """One line: which parts are in which precision."""
     groups: dict[str, list[str]] = {}

@@ -135,3 +135,43 @@ def test_an_offline_measure_leaves_the_shown_figures_in_place(glance_url, browse
     assert "all (245,569 tokens)" in page.input_value("#slice input")          # the controls say what is shown
     page.screenshot(path=str(ROOT / "test-output" / "glance-offline-measure.png"))
     page.close()
+
+
+PARAGRAPH = ("The council voted on Tuesday to close the old bridge over the river for repairs . Engineers said "
+             "the work would take two years and cost about 40 million dollars , and that a ferry would carry "
+             "people across in the meantime .")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_your_text_shades_every_word_and_gives_both_perplexities(glance_url, browser, scheme):
+    """A visitor pastes a paragraph (not from WikiText-2) and scores it: every word is a shaded,
+    focusable span with both models' numbers, and the summary gives both perplexities."""
+    from wlm.checkpoint import load_checkpoint
+    from wlm.score import score
+    from wlm.variants import VariantCache
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, color_scheme=scheme)
+    page.goto(glance_url + f"?__theme={scheme}")
+    page.wait_for_selector('#scorecard [data-field="speedup"]', timeout=60_000)
+    page.get_by_role("tab", name="Your text").click()
+    page.fill("#score-text textarea", PARAGRAPH)
+    page.click("#score-run")
+    page.wait_for_selector("#score-html .wlm-score .wlm-w", timeout=60_000)
+    words = page.eval_on_selector_all(
+        "#score-html .wlm-score .wlm-w",
+        "els => els.map(e => [e.textContent, e.getAttribute('tabindex'), e.getAttribute('data-tip'), "
+        "getComputedStyle(e).backgroundColor])")
+    ckpt = load_checkpoint(SHIPPED_CHECKPOINT)
+    cache = VariantCache(ckpt)
+    want = score({"fp32": ckpt.model, "qint8": cache.get("qint8").model}, ckpt.dictionary, PARAGRAPH)
+    assert [w[0] for w in words] == want.words
+    assert all(w[1] == "0" and "p(fp32) = " in w[2] and "p(qint8) = " in w[2] for w in words)
+    assert len({w[3] for w in words}) > 3                                      # shaded, not one colour
+    summary = page.inner_text("#score-summary")
+    for name in ("fp32", "qint8"):
+        ppl = want.models[name].ppl
+        assert f"{name} perplexity {ppl:.1f}" in summary
+    legible = page.evaluate(CONTRAST.replace(
+        "svg.wlm-chart text, #scorecard .wlm-card *, #scorecard .wlm-card-note", "#score-html .wlm-score-legend"))
+    assert legible and not [t for t in legible if t[1] < 4.5], legible
+    page.screenshot(path=str(ROOT / "test-output" / f"yourtext-{scheme}.png"), full_page=True)
+    page.close()

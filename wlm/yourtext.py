@@ -50,7 +50,7 @@ CSS = """
   color: var(--body-text-color); background: var(--background-fill-primary);
   border: 1px solid var(--border-color-primary); box-shadow: 0 2px 6px rgba(0, 0, 0, 0.25);
 }
-.wlm-score-legend { font-size: 0.85em; margin-top: 0.6em; color: var(--body-text-color-subdued); }
+.wlm-score-legend { font-size: 0.85em; margin-top: 0.6em; color: var(--body-text-color); }
 .wlm-score-legend .wlm-swatch { display: inline-block; padding: 0 0.4em; border-radius: 3px; color: var(--body-text-color); }
 """
 

@@ -40,9 +40,14 @@ def format_p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.01 else f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def _shade(tv: float) -> float:
-    """Background opacity for a step's total variation: 0 at TV 0, full at TV >= 0.25."""
-    return round(min(1.0, tv / 0.25) * 0.55, 3)
+SHADE_RGB = "234, 88, 12"     # the shading of a word that changed (orange; in the Your text view: made less likely)
+FULL_SHADE = 0.25             # the value (total variation, |Δ log p| in nats) shaded fully
+
+
+def shade(value: float, full: float = FULL_SHADE) -> float:
+    """Background opacity for how much a word changed: 0 at 0, 0.55 (full) at ``full`` and above,
+    linear in between. The side by side shades total variation, the Your text view |Δ log p|."""
+    return round(min(1.0, abs(value) / full) * 0.55, 3)
 
 
 def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: bool = False,
@@ -62,7 +67,7 @@ def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: boo
         title = (f"{st.word}: p({a}) = {format_p(st.p[0])}, p({b}) = {format_p(st.p[1])}; "
                  f"total variation {st.tv:.3f}"
                  + ("" if st.same else "; the other model would have picked another word here"))
-        style = f"background: rgba(234, 88, 12, {_shade(st.tv)})"
+        style = f"background: rgba({SHADE_RGB}, {shade(st.tv)})"
         cls = "wlm-word"
         if not st.same:
             cls += " wlm-flip"

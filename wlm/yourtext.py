@@ -18,12 +18,12 @@ from typing import Callable
 from .data import Dictionary
 from .score import ScoreResult, Scorer, read_text, se_note
 from .stats import fmt_pm
-from .text import format_p, pieces
+from .text import FULL_SHADE, SHADE_RGB, format_p, pieces, shade
 from .threads import num_threads
 from .turns import CpuTurns
 
-FULL_SHADE_DLOGP = 0.25          # |Δ log p| (nats) at full shade, as total variation 0.25 in the side by side
-LESS, MORE = "234, 88, 12", "37, 99, 235"     # the variant made the word less / more likely (RGB)
+FULL_SHADE_DLOGP = FULL_SHADE     # |Δ log p| (nats) at full shade, as total variation 0.25 in the side by side
+LESS, MORE = SHADE_RGB, "37, 99, 235"     # the variant made the word less / more likely (RGB)
 TOP_WORDS = 10
 
 EXAMPLES = [
@@ -55,12 +55,6 @@ CSS = """
 """
 
 
-def _shade(dlogp: float) -> float:
-    """Background opacity for a word's |Δ log p|: 0 at 0, 0.55 (full) at ``FULL_SHADE_DLOGP`` and
-    above, linear in between: the mapping of ``wlm.text``'s shading of total variation."""
-    return round(min(1.0, abs(dlogp) / FULL_SHADE_DLOGP) * 0.55, 3)
-
-
 def _md(text: str) -> str:
     """A word as literal Markdown text (no emphasis, tags or table cells from its marks)."""
     return re.sub(r"([\\`*_\[\]|<>#~])", r"\\\1", text)
@@ -85,7 +79,7 @@ def render_text(result: ScoreResult) -> str:
     parts = []
     for i, (sep, shown) in enumerate(pieces(result.words)):
         d = result.dlogp[i]
-        style = f"background: rgba({LESS if d < 0 else MORE}, {_shade(d)})"
+        style = f"background: rgba({LESS if d < 0 else MORE}, {shade(d)})"
         cls = "wlm-w"
         if not result.top1_same[i]:
             cls += " wlm-top1-differs"
@@ -104,9 +98,9 @@ def legend(reference: str, variant: str) -> str:
     """What the shading, colours and underline mean."""
     ref, var = html.escape(reference), html.escape(variant)
     steps = (0.05, 0.1, FULL_SHADE_DLOGP)
-    less = " ".join(f'<span class="wlm-swatch" style="background: rgba({LESS}, {_shade(s)})">{s:g}</span>'
+    less = " ".join(f'<span class="wlm-swatch" style="background: rgba({LESS}, {shade(s)})">{s:g}</span>'
                     for s in steps)
-    more = " ".join(f'<span class="wlm-swatch" style="background: rgba({MORE}, {_shade(s)})">{s:g}</span>'
+    more = " ".join(f'<span class="wlm-swatch" style="background: rgba({MORE}, {shade(s)})">{s:g}</span>'
                     for s in steps)
     return (f'<div class="wlm-score-legend">Shade: |Δ log p|, how much {var} changed the word\'s probability '
             f'against {ref} (nats, full at {FULL_SHADE_DLOGP:g} and above, ×{math.exp(FULL_SHADE_DLOGP):.2f}). '

@@ -93,6 +93,23 @@ def tiny_corpus(tiny_dir) -> Corpus:
     return Corpus(tiny_dir)
 
 
+def sharpen(model: LSTMModel, gain: float = 30) -> LSTMModel:
+    """The model made confident, in place: a fresh one is nearly uniform, and then int8 never
+    changes a word. Its embedding and decoder weights times ``gain``."""
+    with torch.no_grad():
+        model.encoder.weight.mul_(gain)
+        model.decoder.weight.mul_(gain)
+    return model
+
+
+@pytest.fixture
+def sharp_pair(tiny_model):
+    """The tiny model made confident, and its int8 copy."""
+    from wlm.quantize import quantize
+    sharpen(tiny_model)
+    return tiny_model, quantize(tiny_model)
+
+
 @pytest.fixture
 def tiny_model(tiny_corpus) -> LSTMModel:
     torch.manual_seed(0)
@@ -141,9 +158,7 @@ def demo_server(tmp_path_factory, tiny_dir, tiny_corpus):
     import sys
     torch.manual_seed(0)
     model = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2))
-    with torch.no_grad():   # a fresh model is nearly uniform, and then int8 never changes a word: sharpen it
-        model.encoder.weight.mul_(30)
-        model.decoder.weight.mul_(30)
+    sharpen(model)
     ck = save_checkpoint(tmp_path_factory.mktemp("demo") / "m.safetensors", model, tiny_corpus.dictionary)
     data = tmp_path_factory.mktemp("demo-data")             # the tiny test split, 700 times: a long "all"
     (data / "test.txt").write_text((tiny_dir / "test.txt").read_text() * 700)

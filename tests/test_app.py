@@ -13,6 +13,7 @@ from wlm.app import DEFAULT_SLICE, FULL_SLICE, SLICES, AppConfig, QuantDemo
 from wlm.inspectview import OUTPUTS as INSPECT_OUTPUTS
 from wlm.measureview import OUTPUTS, TABLE_COLUMNS
 from wlm.download import SHA256
+from tests.conftest import sharpen
 
 JOIN_S = 120          # no test thread may outlive this
 
@@ -25,9 +26,7 @@ def sharp_checkpoint(folder, corpus, gain=60):
     from wlm.model import LSTMModel, ModelConfig
     torch.manual_seed(0)
     model = LSTMModel(ModelConfig(len(corpus.dictionary), ninp=16, nhid=12, nlayers=2))
-    with torch.no_grad():
-        model.encoder.weight.mul_(gain)
-        model.decoder.weight.mul_(gain)
+    sharpen(model, gain)
     return save_checkpoint(folder / "m.safetensors", model, corpus.dictionary)
 
 

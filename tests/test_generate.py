@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import sharpen
+
 from wlm.generate import MAX_WORDS, GenerationConfig, GumbelSampler, generate, pick
 
 
@@ -34,9 +36,7 @@ def test_greedy_follows_the_argmax(tiny_model, tiny_corpus):
 
 def test_prompt_conditions_the_output(tiny_model, tiny_corpus):
     d = tiny_corpus.dictionary
-    with torch.no_grad():   # a freshly initialised model is nearly uniform: sharpen it
-        tiny_model.encoder.weight.mul_(30)
-        tiny_model.decoder.weight.mul_(30)
+    sharpen(tiny_model)
     # with the same noise the texts differ only where the prompt moved the distribution: over
     # 20 seeds, some must
     a = [list(generate(tiny_model, d, GenerationConfig(prompt="w1 w2 w3", words=40, seed=s))) for s in range(20)]
@@ -140,13 +140,6 @@ def prompt_of(n: int, seed: int = 0) -> str:
     return " ".join(f"w{i}" for i in rng.integers(0, 36, n))
 
 
-@pytest.fixture
-def sharp_pair(tiny_model):
-    from wlm.quantize import quantize
-    with torch.no_grad():
-        tiny_model.encoder.weight.mul_(30)
-        tiny_model.decoder.weight.mul_(30)
-    return tiny_model, quantize(tiny_model)
 
 
 @pytest.mark.parametrize("n", [1, 7, 64])

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tests.conftest import SHIPPED_CHECKPOINT
+from tests.conftest import SHIPPED_CHECKPOINT, sharpen
 from wlm.inspection import Inspection, alone_parts
 from wlm.variants import VariantCache
 
@@ -15,9 +15,7 @@ def ckpt(tmp_path, tiny_corpus):
     from wlm.model import LSTMModel, ModelConfig
     torch.manual_seed(0)
     m = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2))
-    with torch.no_grad():
-        m.encoder.weight.mul_(30)
-        m.decoder.weight.mul_(30)
+    sharpen(m)
     return load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", m, tiny_corpus.dictionary))
 
 
@@ -111,9 +109,8 @@ def test_the_recipe_derived_from_a_tiny_model_follows_its_known_ranking(tmp_path
     from wlm.recipe import derive
     torch.manual_seed(0)
     m = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=64, nlayers=2))
+    sharpen(m)
     with torch.no_grad():
-        m.encoder.weight.mul_(30)
-        m.decoder.weight.mul_(30)
         m.decoder.weight[0].mul_(100)
     ck = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", m, tiny_corpus.dictionary))
     r = run(ck, "qint8", tiny_corpus.test)

@@ -6,6 +6,7 @@ import torch
 
 from wlm import layerwise as lw
 from wlm.quantize import QuantRecipe, quantize
+from tests.conftest import sharpen
 
 
 @pytest.fixture
@@ -13,9 +14,7 @@ def model(tiny_corpus):
     from wlm.model import LSTMModel, ModelConfig
     torch.manual_seed(0)
     m = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=3)).eval()
-    with torch.no_grad():
-        m.encoder.weight.mul_(30)
-        m.decoder.weight.mul_(30)
+    sharpen(m)
     return m
 
 

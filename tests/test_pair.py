@@ -4,16 +4,6 @@ import torch
 
 from wlm.generate import GenerationConfig, generate, probabilities
 from wlm.pair import generate_pair
-from wlm.quantize import quantize
-
-
-@pytest.fixture
-def sharp_pair(tiny_model):
-    """The tiny model made confident (a fresh one is nearly uniform), and its int8 copy."""
-    with torch.no_grad():
-        tiny_model.encoder.weight.mul_(30)
-        tiny_model.decoder.weight.mul_(30)
-    return tiny_model, quantize(tiny_model)
 
 
 @torch.inference_mode()

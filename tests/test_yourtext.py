@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 import torch
 
-from tests.conftest import SHIPPED_CHECKPOINT
+from tests.conftest import SHIPPED_CHECKPOINT, sharpen
 from wlm.checkpoint import load_checkpoint
 from wlm.quantize import quantize
 from wlm.score import CHUNK, MAX_SCORE_CHARS, score
@@ -76,9 +76,7 @@ def sharp_model(tiny_corpus):
     from wlm.model import LSTMModel, ModelConfig
     torch.manual_seed(0)
     model = LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=16, nhid=12, nlayers=2)).eval()
-    with torch.no_grad():
-        model.encoder.weight.mul_(30)
-        model.decoder.weight.mul_(30)
+    sharpen(model)
     return model
 
 

@@ -272,13 +272,19 @@ def default_live_cap() -> int:
     return SPACES_LIVE_CAP if os.environ.get("SPACE_ID") else 0
 
 
-def load_app(checkpoint: str | None = None, threads: int = 1, live_cap: int | None = None) -> QuantDemo:
+def prebuild_wanted() -> bool:
+    return os.environ.get("WLM_PREBUILD", "1") != "0"      # 0: build each variant on first use
+
+
+def load_app(checkpoint: str | None = None, threads: int = 1, live_cap: int | None = None,
+             prebuild: bool | None = None) -> QuantDemo:
     """The app on the shipped checkpoint (or ``$WLM_CHECKPOINT``), its files where
-    ``wlm.storage.app_paths`` puts them (persistent storage on a Space that has it)."""
+    ``wlm.storage.app_paths`` puts them (persistent storage on a Space that has it).
+    ``prebuild``: build the other variants in the background now (None: unless $WLM_PREBUILD=0)."""
     ckpt = checkpoint or os.environ.get("WLM_CHECKPOINT") or str(HERE / "data" / "wlm-lstm.safetensors")
     paths = app_paths(HERE)
     cap = default_live_cap() if live_cap is None else live_cap
-    prebuild = os.environ.get("WLM_PREBUILD", "1") != "0"      # 0: build each variant on first use
+    prebuild = prebuild_wanted() if prebuild is None else prebuild
     return QuantDemo(AppConfig(checkpoint=ckpt, data=str(paths.data), threads=threads, cache=str(paths.cache),
                                shipped_results=str(paths.shipped), max_live_model_tokens=cap or None,
                                prebuild=prebuild))
@@ -287,7 +293,7 @@ def load_app(checkpoint: str | None = None, threads: int = 1, live_cap: int | No
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        app = load_app(args.checkpoint, args.threads, args.max_measure_model_tokens)
+        app = load_app(args.checkpoint, args.threads, args.max_measure_model_tokens, prebuild=False)
     except ValueError as e:                      # e.g. more threads than this machine's CPUs
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -299,10 +305,13 @@ def main(argv=None) -> int:
     demo = build_demo(app)
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-                    enable_monitoring=False, max_file_size="1mb", footer_links=["api"])
+                    enable_monitoring=False, max_file_size="1mb", footer_links=["api"], prevent_thread_lock=True)
     except Exception as e:  # e.g. port already in use
         print(f"error: could not start the server: {e}", file=sys.stderr)
         return 1
+    if prebuild_wanted():
+        app.prebuild()          # once the page is served: the builds do not slow the start
+    demo.block_thread()
     return 0
 
 

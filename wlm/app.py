@@ -159,7 +159,13 @@ class QuantDemo:
                                   self.dictionary, self.turns, cfg.threads)
         self.load_seconds = time.perf_counter() - t0
         if cfg.prebuild:       # the other variants, off the request path
-            self.variants.prebuild([n for n in self.choices if not self.variants.is_built(n)])
+            self.prebuild()
+
+    def prebuild(self):
+        """Build every offered variant not built yet, one after another in a background thread
+        (a server calls it once it serves, so the builds do not slow its start); returns the thread."""
+        return self.variants.prebuild([n for n in self.choices if not self.variants.is_built(n)],
+                                      log=log.warning)
 
     def model(self, name: str):
         """The built variant ``name`` (a ``wlm.variants.Variant``), built now if needed (waiting only

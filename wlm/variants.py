@@ -14,7 +14,7 @@ import os
 import threading
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
 
@@ -68,11 +68,20 @@ VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
 
 @dataclass
 class Variant:
+    """A built variant. Its size is measured on first use (``size``): the tutorial's way, a
+    ``torch.save`` of each part, copies ~0.5 s of weights, which a server does after it serves."""
     spec: VariantSpec
     model: nn.Module
-    size: SizeReport
+    size_of: Callable[[], SizeReport]
     description: str
     plan_sha256: str | None = None      # the plan it was built from (plan-file variants only)
+    _size: SizeReport | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> SizeReport:
+        if self._size is None:
+            self._size = self.size_of()
+        return self._size
 
     @property
     def name(self) -> str:
@@ -139,11 +148,11 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
         from .recipe import describe
         plan = _load_plan(spec.recipe_config.path, ckpt.sha256)
         model = quantize_plan(ckpt.model, plan)
-        return Variant(spec, model, model_size(model), f"{model}\n\n# plan: {describe(model.plan)}",
+        return Variant(spec, model, lambda: model_size(model), f"{model}\n\n# plan: {describe(model.plan)}",
                        plan_sha256(plan))
     if spec.engine == "torch":
         model = ckpt.model if spec.recipe_config is None else quantize(ckpt.model, spec.recipe_config)
-        return Variant(spec, model, model_size(model), str(model))
+        return Variant(spec, model, lambda: model_size(model), str(model))
     path = onnx_engine.build(ckpt.model, ckpt.sha256, cache_dir(cache), spec.recipe_config, progress,
                              checkpoint_path=ckpt.path)
     cfg = ckpt.model.config
@@ -151,7 +160,7 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
     ops = Counter(n.op_type for n in _graph(path).node if n.op_type != "Constant")
     text = (f"{model}\n\nONNX graph ({spec.recipe_config}): "
             + ", ".join(f"{op} x{k}" if k > 1 else op for op, k in sorted(ops.items())))
-    return Variant(spec, model, onnx_engine.onnx_size(path), text)
+    return Variant(spec, model, lambda: onnx_engine.onnx_size(path), text)
 
 
 def _graph(path: Path):
@@ -236,7 +245,8 @@ class VariantCache:
 
     def prebuild(self, names, log: Callable[[str], None] | None = None) -> threading.Thread:
         """Build ``names`` one after another in a background thread (a failure is recorded in
-        ``failed`` and the others go on); returns the thread."""
+        ``failed`` and the others go on), then measure every built variant's size; returns the
+        thread."""
         def work():
             for name in names:
                 try:
@@ -244,6 +254,9 @@ class VariantCache:
                 except Exception as e:  # one variant that cannot be built must not stop the rest
                     if log:
                         log(f"variant {name} could not be built: {self.failed.get(name, e)}")
+            for variant in list(self._built.values()):      # and their sizes, so no request measures one
+                with self.guard():
+                    _ = variant.size
         t = threading.Thread(target=work, name="wlm-prebuild", daemon=True)
         t.start()
         return t

@@ -82,7 +82,7 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
         with gr.Row(equal_height=True):
             variant = gr.Dropdown(app.choices, value=DEFAULT_VARIANT, label="fp32 against (variant)",
                                   elem_id="variant", info=app.variants_note() or None, scale=3, min_width=200)
-            gr.DuplicateButton("Duplicate this Space: a CPU of your own, no live limit", scale=1, min_width=200)
+            gr.DuplicateButton("Duplicate this Space: a CPU of your own", scale=1, min_width=200)
         scorecard = gr.HTML(elem_id="scorecard", css_template=SCORECARD_CSS, min_height=150)
         shown, ins_shown = gr.State(None), gr.State(None)          # the records on screen, kept on failure
         focus = gr.State(DEFAULT_VARIANT)                           # the scorecard's variant

@@ -13,7 +13,9 @@ goes through wlm.
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -30,6 +32,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))      # the checkout's wlm, for the ids
     from wlm.checkpoint import load_checkpoint
     from wlm.data import load_split, resolve_data_dir
     ckpt = load_checkpoint(args.checkpoint)

@@ -522,3 +522,33 @@ def test_a_record_measured_with_other_library_versions_says_so(app, tmp_path):
     shown = M(QuantDemo(mine.cfg).measure.measure("2,000 tokens", 1, ["qint8-lstm-only"]))
     assert "Stored result" in shown["status"]
     assert "measured with other library versions: torch " in shown["status"] and "CUDA 12.8 build" in shown["status"]
+
+
+def test_a_finished_generate_says_why_per_word_speed_ups_are_larger(app, tmp_path):
+    """From the newest stored bench that profiled fp32 and the variant per call (wlm.bench.call_profile)."""
+    from wlm.bench import call_profile
+    mine = QuantDemo(replace(app.cfg, cache=str(tmp_path / "cache")))
+    notes = list(mine.side.generate("w1 w2", 5, 1.0, 0, False, "qint8"))[-1][4]
+    assert "Why the panes' speeds differ" not in notes                     # no profile stored yet
+    record = M(mine.measure.measure("2,000 tokens", 1, ["qint8"]))["shown"]
+    models = {n: mine.variants.get(n).model for n in ("fp32", "qint8")}
+    calls = call_profile(models, mine.test_split(), seconds=0.05)
+    record = {**record, "speed": {n: {"calls": calls[n]} for n in models}, "threads": 1}
+    mine.keep(mine.store, {k: v for k, v in record.items() if k != "shipped"})
+    later = QuantDemo(mine.cfg)
+    notes = list(later.side.generate("w1 w2", 5, 1.0, 0, False, "qint8"))[-1][4]
+    fp, q = calls["fp32"]["1"]["ms_per_token"], calls["qint8"]["1"]["ms_per_token"]
+    assert f"fp32 {fp:.1f} ms per word against qint8 {q:.1f} ms ({fp / q:.1f}x)" in notes
+    assert "Measure's evaluation calls run 25 tokens" in notes
+
+
+@pytest.mark.parametrize("variant", ["", None])
+def test_your_text_without_a_variant_scores_the_default_one_and_says_so(app, variant):
+    _, summary = app.your_text.run("w1 w2 w3 w4", variant)
+    assert "qint8 perplexity" in summary and "None perplexity" not in summary and " perplexity" in summary
+
+
+@pytest.mark.parametrize("bad", ["fp32", "qint9", 3])
+def test_your_text_refuses_a_variant_not_offered(app, bad):
+    with pytest.raises(ValueError, match="variant must be one of"):
+        app.your_text.run("w1 w2 w3 w4", bad)

@@ -71,3 +71,17 @@ def test_bench_measures_a_model_alone_and_in_company(tiny_model, tiny_corpus):
     assert alone_lines(speed)[0].startswith("qint8: ") and "alone; in company / alone" in alone_lines(speed)[0]
     with pytest.raises(ValueError, match="alone: qint9 not among the models measured"):
         bench_models(models, tiny_corpus.test, max_tokens=200, repeats=1, alone=("qint9",))
+
+
+def test_the_per_call_profile_times_one_and_25_tokens_and_the_decoders_share(tiny_model, tiny_corpus):
+    from wlm.bench import call_lines, call_profile
+    from wlm.layerwise import quantize_plan
+    from wlm.quantize import quantize
+    split = quantize_plan(tiny_model, {"embedding": "fp32", "lstm.0": "int8", "lstm.1": "fp32", "decoder": "int8"})
+    calls = call_profile({"fp32": tiny_model, "qint8": quantize(tiny_model), "split": split}, tiny_corpus.test,
+                         seconds=0.02)
+    assert set(calls) == {"fp32", "qint8"}                        # a model split into layers is not profiled
+    for by in calls.values():
+        assert set(by) == {"1", "25"}
+        assert all(c["ms_per_token"] > 0 and 0 < c["decoder_share"] < 1 and c["calls"] >= 1 for c in by.values())
+    assert call_lines(calls)[0].startswith("fp32: 1 token per call ")

@@ -246,9 +246,9 @@ def test_agreement_memory_is_allocated_once_and_bounded(tiny_model, tiny_corpus)
         tracemalloc.stop()
     assert grown < 64_000, grown
     assert c.agreement_nbytes == 2 * 13 * 245_568
-    ref_block = 8 * 25 * len(tiny_corpus.dictionary) * 4           # the reference's block of log-probs
-    per_chunk = 2 * 8 * 3 * (245_568 // 25 + 1)                    # seconds and loss per chunk and model
-    assert c.nbytes == 2 * 13 * 245_568 + 3 * 4 * 245_568 + per_chunk + ref_block
+    block = 8 * 25 * len(tiny_corpus.dictionary) * 4               # a block of log-probs: the reference's,
+    per_chunk = 2 * 8 * 3 * (245_568 // 25 + 1)                    # and the others' in turn; seconds and
+    assert c.nbytes == 2 * 13 * 245_568 + 3 * 4 * 245_568 + per_chunk + 2 * block   # loss per chunk and model
     r = c.results()[1]                                             # 612 steps of one model's block: 204 blocks
     assert r.tokens == 204 * 8 * 25 and 0 < r.agreement.top1 <= 1
 

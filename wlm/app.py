@@ -155,8 +155,8 @@ class QuantDemo:
         self.measure = MeasurePanel(self)
         self.inspect = InspectPanel(self)
         # the variant is checked as the model is asked for (fp32 is the reference, always there)
-        self.your_text = YourText(lambda n: self.model(n if n == REFERENCE else self.variant_arg(n)).model,
-                                  self.dictionary, self.turns, cfg.threads)
+        self.your_text = YourText(lambda n: self.model(n).model, self.dictionary, self.turns, cfg.threads,
+                                  variant_arg=self.variant_arg)
         self.load_seconds = time.perf_counter() - t0
         if cfg.prebuild:       # the other variants, off the request path
             self.prebuild()

@@ -98,7 +98,9 @@ def bench_models(models: dict, ids: torch.Tensor, *, max_tokens: int | None = No
     machine. Returns the rows of the first pass (with standard errors and speed-up intervals),
     per model the median, min and max of W1 (and ``alone_tokens_per_s``) and W2, and what each
     pass cost: its wall time inside the loop next to the sum of the models' own times (the
-    rest is the agreement metrics and the loop), with the first pass's ~95% interval.
+    rest is the agreement metrics and the loop), with the first pass's ~95% interval. The torch
+    models' speed also gets ``calls``: ms per token and the decoder's share at 1 and 25 tokens
+    per call (``call_profile``).
     """
     if repeats < 1 or steps < 1:
         raise ValueError("repeats and steps must be at least 1")
@@ -143,12 +145,69 @@ def bench_models(models: dict, ids: torch.Tensor, *, max_tokens: int | None = No
                     t0 = time.perf_counter()
                     _, hidden[n] = m(x, hidden[n])
                     w2[n].append(1000 * (time.perf_counter() - t0))
+        calls = call_profile(models, ids)
     timing = {"wall_s": walls, "models_s": own, "ratio": _spread([w / o for w, o in zip(walls, own)]),
               "ratio_ci": [cost[1], cost[2]] if cost else None}
-    speed = {n: {"w1_tokens_per_s": _spread(w1[n]), "w2_ms": _spread(w2[n])} for n in models}
+    speed = {n: {"w1_tokens_per_s": _spread(w1[n]), "w2_ms": _spread(w2[n]), **({"calls": calls[n]} if n in calls else {})}
+             for n in models}
     for n in alone:
         speed[n]["alone_tokens_per_s"] = _spread(w1_alone[n])
     return rows, speed, timing
+
+
+CALL_TOKENS = (1, 25)      # tokens per call: one word of generation, one chunk of evaluation
+
+
+@torch.inference_mode()
+def call_profile(models: dict, ids: torch.Tensor, *, tokens=CALL_TOKENS, seconds: float = 1.0) -> dict:
+    """Why generating gains more from int8 than evaluating: per torch model (one with encoder,
+    rnn and decoder; other engines are skipped), the ms per token of a forward call over 1 and
+    over 25 tokens, and the share of that call the decoder (hidden size -> vocabulary) takes,
+    timed on its own on the same LSTM output. The models take turns call by call, about
+    ``seconds`` each per size. Run it under the thread count to be measured."""
+    out: dict = {}
+    parts = {}
+    for n, m in models.items():             # models whose forward is decoder(rnn(encoder(x)))
+        try:
+            m.rnn(m.encoder(ids[:1].view(1, 1)), m.init_hidden(1))
+            parts[n] = m
+        except (AttributeError, NotImplementedError, TypeError):   # other engines, a split model's layer list
+            continue
+    for T in tokens:
+        x = ids[:T].view(T, 1)
+        runs = {}
+        for n, m in parts.items():
+            h = m.init_hidden(1)
+            hid = m.rnn(m.encoder(x), h)[0]
+            m(x, h)                                              # warm-up
+            t0 = time.perf_counter()
+            m(x, h)
+            runs[n] = (h, hid, max(1, int(seconds / max(time.perf_counter() - t0, 1e-5) / 2)))
+        full, dec = {n: 0.0 for n in parts}, {n: 0.0 for n in parts}
+        for k in range(max(r[2] for r in runs.values())):
+            for n, m in parts.items():
+                h, hid, reps = runs[n]
+                if k >= reps:
+                    continue
+                t0 = time.perf_counter()
+                m(x, h)
+                t1 = time.perf_counter()
+                m.decoder(hid)
+                t2 = time.perf_counter()
+                full[n] += t1 - t0
+                dec[n] += t2 - t1
+        for n in parts:
+            reps = runs[n][2]
+            out.setdefault(n, {})[str(T)] = {"ms_per_token": 1000 * full[n] / reps / T,
+                                             "decoder_share": dec[n] / full[n], "calls": reps}
+    return out
+
+
+def call_lines(calls: dict) -> list[str]:
+    """The profile of ``call_profile``, a line per model."""
+    return [f"{n}: " + "; ".join(f"{T} token{'s' if T != '1' else ''} per call {c['ms_per_token']:.3f} ms/token, "
+                                 f"decoder {c['decoder_share']:.0%}" for T, c in by.items())
+            for n, by in calls.items()]
 
 
 def alone_lines(speed: dict) -> list[str]:

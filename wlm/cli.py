@@ -189,7 +189,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import (alone_lines, bench_models, coupled_parting, format_table, generation_rate, machine_info,
+    from .bench import (alone_lines, bench_models, call_lines, coupled_parting, format_table, generation_rate,
+                        machine_info,
                         speed_markdown)
     from .checkpoint import load_checkpoint
     from .data import Corpus
@@ -256,6 +257,11 @@ def cmd_bench(args) -> int:
           + " (the rest: agreement metrics and the loop)")
     for line in alone_lines(speed):
         print(line)
+    calls = {n: s["calls"] for n, s in speed.items() if "calls" in s}
+    if calls:
+        print("\nper forward call (generation reads 1 token per call, evaluation 25):")
+        for line in call_lines(calls):
+            print("  " + line)
     if coupled:
         print(f"\nside by side {names[0]} / {names[1]}, {coupled['seeds']} seeds x {coupled['words']} words, prompt "
               f"{args.pair_prompt!r}: {coupled['mean_identical_words']:.1f} identical words before the texts part on "

@@ -10,7 +10,9 @@ in the CPU's caches, as it would alone; every model runs every block before the 
 starts, so slow drift of a shared machine still hits all models alike (one block of all
 models takes about a second). The reference (the first model) runs each block first, and
 its log-probabilities for that block are kept (one block, bounded memory) to compare the
-others with. The order of the others alternates from block to block. Each model's time counts
+others with. The order of the others alternates from block to block. A model's log-probs are
+compared with the reference's after its last chunk of the block, not between its chunks, so
+nothing but the model runs from one of its timed chunks to the next. Each model's time counts
 only its own calls (forward and loss), after one untimed warm-up call (an ONNX Runtime
 session is made at its first call: 41-325 ms that are not the model's speed).
 
@@ -158,6 +160,7 @@ class Comparison:
                           for name in self.names[1:]}
         # The reference's block, for the others to compare with: log-probs and top word
         self._ref_lp = None          # (block_chunks * bptt * batch_size, ntoken) float32, made at the first block
+        self._lp = None              # the same, for the other models' log-probs, one model at a time
         self._ref_top = np.empty(block_chunks * bptt * batch_size, np.int64)
         self._scratch = None         # (2, AGREEMENT_BLOCK_ROWS, ntoken) float32
 
@@ -178,8 +181,8 @@ class Comparison:
     @property
     def nbytes(self) -> int:
         """All the memory the comparison holds for its figures: agreement, per-token losses,
-        per-chunk times and the reference's block (bounded by ``block_chunks``, not the text)."""
-        ref = self._ref_lp.nbytes if self._ref_lp is not None else 0
+        per-chunk times and the blocks' log-probs (bounded by ``block_chunks``, not the text)."""
+        ref = sum(b.nbytes for b in (self._ref_lp, self._lp) if b is not None)
         return (self.agreement_nbytes + sum(a.nbytes for a in self.token_loss.values())
                 + 2 * sum(a.nbytes for a in self.chunk_seconds.values()) + ref)
 
@@ -239,15 +242,21 @@ class Comparison:
         model, bsz = self.models[name], self.data.size(1)
         is_ref = name == self.reference and len(self.names) > 1
         own = 0.0
+        later = []      # the block's chunks, compared only after its last one: between two timed chunks
+        #                 nothing else runs, so the model keeps the CPU's caches as it would alone
         with self._mode(model):
             for k, chunk in enumerate(self._chunk_range(blk)):
                 row = chunk * self.bptt
                 x, y = get_batch(self.data, row, self.bptt)
+                at = k * self.bptt * bsz
                 t0 = time.perf_counter()
                 logits, hidden = model(x, self.hidden[name])
                 if self.time_forward:
                     self.forward_seconds[name] += time.perf_counter() - t0
-                lp = torch.log_softmax(logits.reshape(-1, logits.size(-1)).float(), dim=-1)   # (T*B, ntoken)
+                logits = logits.reshape(-1, logits.size(-1)).float()
+                # log-probs into the block's buffer (the reference's is kept to compare the others with):
+                # the same memory every block, never fresh pages for the allocator to fault in
+                lp = torch.log_softmax(logits, dim=-1, out=self._block_buffer(is_ref, logits.size(-1))[at:at + len(logits)])
                 nll_tok = lp.gather(1, y.view(-1, 1))
                 nll = -float(nll_tok.sum())
                 dt = time.perf_counter() - t0
@@ -259,10 +268,13 @@ class Comparison:
                 self.chunk_nll[name][chunk] = nll / bsz
                 first, tokens = row * bsz, y.numel()
                 self.token_loss[name][first:first + tokens] = -nll_tok.view(-1).float().cpu().numpy()
+                if is_ref or name in self.per_token:
+                    later.append((lp, y, at, first))
+            for lp, y, at, first in later:
                 if is_ref:
-                    self._keep_reference(lp, k * self.bptt * bsz)
-                elif name in self.per_token:
-                    self._agreement(name, lp, y, k * self.bptt * bsz, first)
+                    self._ref_top[at:at + len(lp)] = lp.argmax(-1).cpu().numpy()
+                else:
+                    self._agreement(name, lp, y, at, first)
         if not self._queue:                   # every model has run this block
             self.row = min((self._chunk_range(blk)[-1] + 1) * self.bptt, self.rows)
             self.block += 1
@@ -272,15 +284,18 @@ class Comparison:
         self.block_models[blk] += own
         return not self.done
 
-    def _keep_reference(self, lp: torch.Tensor, at: int) -> None:
-        """The reference's log-probs of one chunk into the block buffer, with its top word."""
-        lp = lp.detach().float().cpu()
-        k = lp.size(0)
-        if self._ref_lp is None:
-            self._ref_lp = torch.empty(len(self._ref_top), lp.size(1))
-            self._scratch = torch.empty(2, AGREEMENT_BLOCK_ROWS, lp.size(1))
-        self._ref_lp[at:at + k].copy_(lp)
-        self._ref_top[at:at + k] = self._ref_lp[at:at + k].numpy().argmax(-1)
+    def _block_buffer(self, reference: bool, ntoken: int) -> torch.Tensor:
+        """The (block_chunks * bptt * batch_size, ntoken) float32 buffer a block's log-probs go to:
+        the reference's, kept for the block, or the one the other models share in turn."""
+        rows = len(self._ref_top)
+        if reference:
+            if self._ref_lp is None:
+                self._ref_lp = torch.empty(rows, ntoken, device=self.device)
+                self._scratch = torch.empty(2, AGREEMENT_BLOCK_ROWS, ntoken)
+            return self._ref_lp
+        if self._lp is None:
+            self._lp = torch.empty(rows, ntoken, device=self.device)
+        return self._lp
 
     def _agreement(self, name: str, lq: torch.Tensor, y: torch.Tensor, at: int, first: int) -> None:
         """KL, overlap, top-1 and dp of one chunk's tokens of ``name`` against the reference's
@@ -294,7 +309,7 @@ class Comparison:
         """
         lq = lq.detach().float().cpu()                                      # (k, ntoken), no copy on the CPU
         k = lq.size(0)
-        ref = self._ref_lp[at:at + k]
+        ref = self._ref_lp[at:at + k].cpu()
         yi = y.cpu().numpy()
         acc = self.per_token[name]
         for i in range(0, k, AGREEMENT_BLOCK_ROWS):

@@ -43,12 +43,15 @@ TABLE_COLUMNS = ["model", "engine", "size MB", "speed-up x [95%]", "tokens/s", "
 OUTPUTS = ("scorecard", "table", "size", "speed", "kl", "size_trade", "speed_trade", "status", "details",
            "slice", "threads", "variants", "shown")
 PROTOCOL = ("fp32 and the chosen variants evaluate the first N tokens of the WikiText-2 test split by the "
-            "tutorial's protocol (bptt 25, batch 1) on the CPU, in lockstep: each chunk of 25 tokens goes "
-            "through every model before the next, and each model's time counts only its own calls. On the same "
+            "tutorial's protocol (bptt 25, batch 1) on the CPU, in lockstep: the text goes in blocks of 100 tokens, "
+            "each model runs a block's chunks in a row (its caches warm, as alone), every model runs each block "
+            "before the next, and each model's time counts only its own calls, after an untimed warm-up. Each "
+            "figure has a standard error (±) by batch means over blocks of consecutive tokens (tokens of a text "
+            "are not independent), each speed-up a ~95% interval from the per-block times. On the same "
             "tokens the panel also measures how closely each variant follows fp32: top-1 agreement, KL(fp32 ‖ "
             "variant), the overlap of the two distributions (1 - total variation) and the change in probability "
-            "of the true next word. A Generate clicked meanwhile runs between two chunks. Results are stored and "
-            "shown at once to later visitors; **Measure again** re-runs them live.")
+            "of the true next word. A Generate clicked meanwhile runs between two models' blocks. Results are "
+            "stored and shown at once to later visitors; **Measure again** re-runs them live.")
 
 
 def _seconds(s: float) -> str:
@@ -115,6 +118,21 @@ def tradeoff_svgs(rows) -> tuple[str, str]:
                         MODELS))
 
 
+def call_sentence(record: dict, variant: str) -> str:
+    """The bench's per-call profile of fp32 and ``variant`` as one sentence for the side by side."""
+    fp, q = (record["speed"][n]["calls"] for n in ("fp32", variant))
+    one, many = (fp["1"]["ms_per_token"], q["1"]["ms_per_token"]), (fp["25"]["ms_per_token"], q["25"]["ms_per_token"])
+    shares = [c[T]["decoder_share"] for c in (fp, q) for T in ("1", "25")]
+    threads = record.get("threads", 1)
+    return (f"Why the panes' speeds differ by more than Measure's speed-up: a word is one forward call over one "
+            f"token, which reads every weight for that token alone, and int8 weights are a quarter of the bytes: fp32 "
+            f"{one[0]:.1f} ms per word against {variant} {one[1]:.1f} ms ({one[0] / one[1]:.1f}x). Measure's "
+            f"evaluation calls run 25 tokens and use each weight 25 times: {many[0]:.2f} against {many[1]:.2f} ms per "
+            f"token ({many[0] / many[1]:.1f}x). The decoder (33,278 words x 256) takes {min(shares):.0%}-"
+            f"{max(shares):.0%} of every call, in both models. (`python -m wlm bench` on {record.get('cpu', '?')}, "
+            f"{threads} thread{'s' if threads != 1 else ''}, {str(record.get('when', ''))[:10]}.)")
+
+
 def controls(record: dict | None, default_threads: int, fallback: tuple) -> tuple:
     """(slice, threads, variants) that describe ``record`` (else ``fallback``)."""
     if not record:
@@ -127,6 +145,7 @@ class MeasurePanel:
 
     def __init__(self, app: "QuantDemo"):
         self.app = app
+        self._call_lines: dict[str, str] = {}
 
     # ------------------------------------------------------------------ logic
     def measure(self, slice_label=DEFAULT_SLICE, threads=None, variants=("qint8",), shown=None, focus=None,
@@ -210,6 +229,18 @@ class MeasurePanel:
         if record:
             return self.view(select(record, self.current(record)), None, stored=True)
         return self.kept(None, None, "No measurement yet: click **Measure**.")
+
+    def call_line(self, variant: str) -> str:
+        """Why generating gains more from int8 than evaluating, from the newest stored bench of
+        this checkpoint that profiled fp32 and ``variant`` per call (``wlm.bench.call_profile``);
+        "" when there is none."""
+        if variant not in self._call_lines:
+            def has(r):
+                calls = {n: (r.get("speed") or {}).get(n, {}).get("calls") or {} for n in ("fp32", variant)}
+                return all("1" in c and "25" in c for c in calls.values())
+            r = self.app.store.find(has, checkpoint_sha256=self.app.ckpt.sha256)
+            self._call_lines[variant] = call_sentence(r, variant) if r else ""
+        return self._call_lines[variant]
 
     def current(self, record: dict) -> list[str]:
         """The models of a stored ``record`` that are offered here and built as they were measured

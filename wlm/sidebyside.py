@@ -48,6 +48,7 @@ class PairRun:
         self.secs = [0.0, 0.0]
         self.mark, self.top = None, None
         self.disturbed_words = 0
+        self.why_faster = ""           # a measured sentence on why per-word speed-ups are larger (at the end)
 
     def add(self, step) -> None:
         self.steps.append(step)
@@ -68,6 +69,8 @@ class PairRun:
             notes.append(self.summary())
             if self.cfg is not None:
                 notes.append(self.command())
+            if self.why_faster:
+                notes.append(self.why_faster)
         if self.disturbed_words:
             notes.append(f"{self.disturbed_words} of these {n} words were timed while a variant was being prepared "
                          f"for another visitor, so their words/s may read low.")
@@ -148,6 +151,7 @@ class SideBySide:
         threads = app.cfg.threads
         run = PairRun((REFERENCE, name), app.dictionary.tokenize(prompt), app.dictionary.encode(prompt).unknown,
                       raw, cfg=cfg, threads=threads)
+        run.why_faster = app.measure.call_line(name)
         # a long prompt is read a chunk per step, so no step is longer than a chunk's work
         steps = generate_pair([v.model for v in pair], app.dictionary, cfg, threads=None, prompt_steps=True)
         done = False

@@ -143,19 +143,23 @@ class YourText:
             one ``generate`` turn, so a long text shares the CPU like a Generate does.
         threads: the thread count every turn runs at.
         reference: the model the variant is compared with.
+        variant_arg: checks and names the variant asked for (e.g. ``QuantDemo.variant_arg``:
+            the default for an empty one, ValueError naming the field for a wrong one).
     Example:
         >>> panel = YourText(lambda n: variants.get(n).model, ckpt.dictionary, CpuTurns(), 1)
         >>> text_html, notes = panel.run(EXAMPLES[0], "qint8")
     """
 
     def __init__(self, get_model: Callable[[str], object], dictionary: Dictionary, turns: CpuTurns,
-                 threads: int, reference: str = "fp32"):
+                 threads: int, reference: str = "fp32", variant_arg: Callable[[object], str] | None = None):
         self.get_model, self.dictionary, self.turns = get_model, dictionary, turns
         self.threads, self.reference = threads, reference
+        self.variant_arg = variant_arg or (lambda v: v)
 
     def score(self, text, variant: str) -> ScoreResult:
         """Both models on ``text``, one chunk per CPU turn. ValueError (naming ``text``) for a bad text."""
         words, ids, unknown = read_text(self.dictionary, text)
+        variant = self.variant_arg(variant)
         if variant == self.reference:
             raise ValueError(f"variant must differ from the reference {self.reference!r}")
         models = {self.reference: self.get_model(self.reference), variant: self.get_model(variant)}

@@ -552,3 +552,11 @@ def test_your_text_without_a_variant_scores_the_default_one_and_says_so(app, var
 def test_your_text_refuses_a_variant_not_offered(app, bad):
     with pytest.raises(ValueError, match="variant must be one of"):
         app.your_text.run("w1 w2 w3 w4", bad)
+
+
+@pytest.mark.parametrize("field, args", [("words", ("w1", 10**400, 1.0, 0)), ("temperature", ("w1", 5, 10**400, 0)),
+                                         ("seed", ("w1", 5, 1.0, 10**400))])
+def test_numbers_too_large_for_a_float_get_the_message_naming_the_field(app, field, args):
+    """10**400 is valid JSON; float() of it raises OverflowError, not ValueError."""
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        next(app.side.generate(*args, False, "qint8"))

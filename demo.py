@@ -123,7 +123,7 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                                               "score it word by word")
                 score_go = gr.Button("Score", variant="primary", elem_id="score-run")
                 gr.Examples([[t] for t in SCORE_EXAMPLES], [score_text], label="Texts to try", cache_examples=False)
-                score_html = gr.HTML(elem_id="score-html", css_template=SCORE_CSS)      # the text first, then its figures
+                score_html = gr.HTML(elem_id="score-html", css_template=SCORE_CSS)   # the text, then its figures
                 score_summary = gr.Markdown(elem_id="score-summary")
 
             with gr.Tab("Measure", id="measure"):

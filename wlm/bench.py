@@ -148,8 +148,8 @@ def bench_models(models: dict, ids: torch.Tensor, *, max_tokens: int | None = No
         calls = call_profile(models, ids)
     timing = {"wall_s": walls, "models_s": own, "ratio": _spread([w / o for w, o in zip(walls, own)]),
               "ratio_ci": [cost[1], cost[2]] if cost else None}
-    speed = {n: {"w1_tokens_per_s": _spread(w1[n]), "w2_ms": _spread(w2[n]), **({"calls": calls[n]} if n in calls else {})}
-             for n in models}
+    speed = {n: {"w1_tokens_per_s": _spread(w1[n]), "w2_ms": _spread(w2[n]),
+                 **({"calls": calls[n]} if n in calls else {})} for n in models}
     for n in alone:
         speed[n]["alone_tokens_per_s"] = _spread(w1_alone[n])
     return rows, speed, timing

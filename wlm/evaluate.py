@@ -256,7 +256,8 @@ class Comparison:
                 logits = logits.reshape(-1, logits.size(-1)).float()
                 # log-probs into the block's buffer (the reference's is kept to compare the others with):
                 # the same memory every block, never fresh pages for the allocator to fault in
-                lp = torch.log_softmax(logits, dim=-1, out=self._block_buffer(is_ref, logits.size(-1))[at:at + len(logits)])
+                buf = self._block_buffer(is_ref, logits.size(-1))
+                lp = torch.log_softmax(logits, dim=-1, out=buf[at:at + len(logits)])
                 nll_tok = lp.gather(1, y.view(-1, 1))
                 nll = -float(nll_tok.sum())
                 dt = time.perf_counter() - t0

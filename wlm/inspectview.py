@@ -227,7 +227,7 @@ class InspectPanel:
     def inspect(self, variant=None, slice_label=DEFAULT_INSPECT_SLICE, shown=None, fresh=False,
                 progress: Callable[[int, int], None] | None = None) -> tuple:
         """Error, sensitivity and time per part of ``variant`` on the first N test tokens.
-        Shares the CPU as a measurement does (one chunk per turn), is stored and shown at once
+        Shares the CPU as a measurement does (one model's block of chunks per turn), is stored and shown at once
         to later visitors, and counts against the live cap as test tokens x the models it runs.
         Returns the panel's outputs in ``OUTPUTS`` order."""
         app = self.app
@@ -240,7 +240,8 @@ class InspectPanel:
         match, machine = app.match(slice_label, threads, variant=name), machine_info(threads)
         same_plan = lambda r: r.get("plan_sha256") == plan                                       # noqa: E731
         store = app.inspections
-        stored = store.find(same_plan, **match, **app.here(machine)) or (None if fresh else store.find(same_plan, **match))
+        stored = (store.find(same_plan, **match, **app.here(machine))
+                  or (None if fresh else store.find(same_plan, **match)))
         if stored and not fresh:
             return self.view(stored)
         models = 2 + len(alone_parts(app.ckpt.model.config)) + (3 if VARIANTS[name].engine == "torch" else 0)

@@ -151,7 +151,7 @@ class MeasurePanel:
     def measure(self, slice_label=DEFAULT_SLICE, threads=None, variants=("qint8",), shown=None, focus=None,
                 fresh=False, progress: Callable[[int, int], None] | None = None, download_progress=None) -> tuple:
         """fp32 and the chosen variants on the first N test tokens, in lockstep
-        (``wlm.evaluate.Comparison``), one chunk per CPU turn (``wlm.turns``): a Generate
+        (``wlm.evaluate.Comparison``), one model's block per CPU turn (``wlm.turns``): a Generate
         clicked meanwhile runs right after the current chunk.
 
         A stored result for the same settings (this machine first, then any) is shown at once

@@ -2,8 +2,9 @@
 
 Three kinds of work ask for a turn:
 
-- ``generate``: a Generate's work between two updates of the page (a few words, ~50 ms);
-- ``chunk``: one chunk of a measurement (25 test tokens through every model);
+- ``generate``: a Generate's work between two updates of the page (a few words, or a chunk of
+  its prompt; ~100 ms, ``wlm.sidebyside.STREAM_INTERVAL_S``), or a chunk of a Your text;
+- ``chunk``: one step of a measurement (one model over a block of chunks, ``wlm.evaluate``);
 - ``build``: preparing a variant (seconds; cannot be split).
 
 Rules:

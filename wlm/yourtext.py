@@ -157,7 +157,8 @@ class YourText:
         self.variant_arg = variant_arg or (lambda v: v)
 
     def score(self, text, variant: str) -> ScoreResult:
-        """Both models on ``text``, one chunk per CPU turn. ValueError (naming ``text``) for a bad text."""
+        """Both models on ``text``, one chunk of both models per CPU turn. ValueError (naming
+        ``text``) for a bad text, (naming ``variant``) for a variant not offered."""
         words, ids, unknown = read_text(self.dictionary, text)
         variant = self.variant_arg(variant)
         if variant == self.reference:

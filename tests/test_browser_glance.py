@@ -80,6 +80,9 @@ def test_the_page_at_a_glance(glance_url, browser, scheme, size):
     page = browser.new_page(viewport={"width": size[0], "height": size[1]}, color_scheme=scheme)
     page.goto(glance_url + (f"?__theme={scheme}"))
     page.wait_for_selector('#scorecard [data-field="speedup"]', timeout=60_000)
+    if size[0] > 600:       # a generation on screen from the start: both panes written, seed 0
+        page.wait_for_function("() => document.querySelectorAll('#fp32-text .wlm-word').length >= 100 && "
+                               "document.querySelectorAll('#qint8-text .wlm-word').length >= 100", timeout=120_000)
     page.wait_for_timeout(800)
     tag = f"{scheme}-{size[0]}x{size[1]}"
     page.screenshot(path=str(out / f"glance-{tag}.png"))

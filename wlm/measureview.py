@@ -215,9 +215,8 @@ class MeasurePanel:
         full = app.match(FULL_SLICE, threads)
         every = lambda r: set(offered) <= set(r.get("variants", ()))                               # noqa: E731
         pair = lambda r: r.get("variants", [None])[0] == "fp32" and app.default_variant in r["variants"]  # noqa: E731
-        here, plans = app.here(machine_info(threads)), app.plans(offered)
-        same_plans = lambda r: all((r.get("plans") or {}).get(v) == p                              # noqa: E731
-                                   for v, p in plans.items() if v in r.get("variants", ()))
+        here = app.here(machine_info(threads))
+        same_plans = lambda r: self.current(r) == [v for v in r["variants"] if v in offered]     # noqa: E731
         record = None
         for where, match in ((every, {**full, **here}), (every, full), (pair, {**full, **here}), (pair, full),
                              (pair, {**app.match(DEFAULT_SLICE, threads), **here})):
@@ -245,9 +244,9 @@ class MeasurePanel:
     def current(self, record: dict) -> list[str]:
         """The models of a stored ``record`` that are offered here and built as they were measured
         (a recipe's variant from the same plan; a record older than plans says none)."""
-        have = record.get("plans") or {}
+        have, offered = record.get("plans") or {}, self.app.offered()
         plans = self.app.plans(record["variants"])
-        return [v for v in record["variants"] if v in self.app.offered() and have.get(v) == plans.get(v)]
+        return [v for v in record["variants"] if v in offered and have.get(v) == plans.get(v)]
 
     # ------------------------------------------------------------------ view
     def view(self, record: dict, focus, stored: bool, note: str = "") -> tuple:

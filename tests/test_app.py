@@ -9,9 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from wlm.app import DEFAULT_SLICE, FULL_SLICE, SLICES, AppConfig, QuantDemo
+from wlm.app import AppConfig, QuantDemo
+from wlm.data import FULL_SLICE
 from wlm.inspectview import OUTPUTS as INSPECT_OUTPUTS
-from wlm.measureview import OUTPUTS, TABLE_COLUMNS
+from wlm.measureview import DEFAULT_SLICE, OUTPUTS, SLICES, TABLE_COLUMNS
 from wlm.download import SHA256
 from tests.conftest import sharpen
 
@@ -395,7 +396,7 @@ def test_several_variants_in_one_measurement_and_a_variant_in_the_right_pane(app
     assert (table["size MB"][2] < table["size MB"][0]) and 0 < lead(table["top-1 agree"][2]) <= 1
     *_, last = app.side.generate("w1 w2", 30, 1.0, 3, False, "ort-int8")
     assert "p(ort-int8)" in last[0] and "p(ort-int8)" in last[1]
-    assert app.side.title("ort-int8") == "### ort-int8 (onnxruntime)" and "DynamicQuantizeLSTM" in app.model_text("ort-int8")
+    assert app.side.title("ort-int8") == "## ort-int8 (onnxruntime)" and "DynamicQuantizeLSTM" in app.model_text("ort-int8")
 
 
 @pytest.mark.parametrize("bad", ["qint9", 3, ["qint8", "nope"], [], "fp32", {"a": 1}])

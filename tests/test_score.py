@@ -3,7 +3,6 @@ checkpoint, a model against itself, bad input, the JSON and report, and the comm
 
 Tolerances: log-probabilities agree within 1e-3 nats with the independent computation (float32
 sums in another order, and int8 kernels); KL within 1e-4 nats."""
-import argparse
 import json
 import math
 import warnings
@@ -17,10 +16,10 @@ from safetensors.torch import load_file
 
 from tests.conftest import SHIPPED_CHECKPOINT
 from tests.tutorial_model import LSTMModel as TutorialLSTMModel
-from wlm import cli, stats
+from wlm import stats
 from wlm.checkpoint import load_checkpoint
 from wlm.quantize import quantize
-from wlm.score import (CHUNK, MAX_SCORE_CHARS, add_arguments, cli_main, format_report, score,
+from wlm.score import (CHUNK, MAX_SCORE_CHARS, format_report, score,
                        to_json)
 from wlm.variants import VariantCache
 
@@ -191,49 +190,3 @@ def test_json_and_report(tiny_model, tiny_corpus):
     assert f"({r.top1:.1%})" in report and f"{r.kl_mean:.4f}" in report
     changed = report.split("changed most:")[1].strip().splitlines()[1:11]
     assert [line.split()[0] for line in changed] == [r.words[i] for i in r.most_changed()]
-
-
-# ---------------------------------------------------------------- command line
-def namespace(checkpoint, **kw):
-    return argparse.Namespace(**{"variant": "qint8", "text": None, "file": None, "json": False,
-                                 "checkpoint": str(checkpoint), "cache": None, "threads": 1, **kw})
-
-
-def test_cli_text_and_file(tiny_checkpoint, tmp_path, capsys):
-    text = "w1 w2 , w3 zebra w4 ."
-    assert cli_main(namespace(tiny_checkpoint, text=text, json=True)) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["tokens"] == ["w1", "w2", ",", "w3", "<unk>", "w4", "."] and out["unknown"] == ["zebra"]
-    assert out["variant"] == "qint8"
-    f = tmp_path / "text.txt"
-    f.write_text(text + "\n", encoding="utf8")
-    assert cli_main(namespace(tiny_checkpoint, file=str(f), json=True)) == 0
-    assert json.loads(capsys.readouterr().out)["models"] == out["models"]
-    assert cli_main(namespace(tiny_checkpoint, file=str(f))) == 0
-    report = capsys.readouterr().out
-    assert "qint8" in report and f"{out['models']['fp32']['ppl']:.1f}" in report
-
-
-def test_cli_needs_exactly_one_source(tiny_checkpoint, tmp_path):
-    for kw in ({}, {"text": "w1", "file": str(tmp_path / "x")}):
-        with pytest.raises(ValueError, match="exactly one of --text and --file"):
-            cli_main(namespace(tiny_checkpoint, **kw))
-    with pytest.raises(ValueError, match="text is empty"):
-        cli_main(namespace(tiny_checkpoint, text=" "))
-
-
-def test_registration_in_the_cli_parser(tiny_checkpoint, capsys):
-    """The lines proposed for wlm/cli.py: the shared helper's subcommand, plus add_arguments."""
-    parser = argparse.ArgumentParser(prog="python -m wlm")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_arguments(cli._command(sub, "score", "score a text", cli_main))
-    args = parser.parse_args(["score", "--checkpoint", str(tiny_checkpoint), "--text", "w1 w2", "--json"])
-    assert (args.variant, args.threads, args.cache) == ("qint8", 1, None)
-    assert args.func(args) == 0 and json.loads(capsys.readouterr().out)["tokens"] == ["w1", "w2"]
-    alone = argparse.ArgumentParser()
-    add_arguments(alone)
-    args = alone.parse_args(["--file", "f.txt", "--variant", "fp16", "--threads", "2"])
-    assert (args.file, args.variant, args.threads, args.json) == ("f.txt", "fp16", 2, False)
-    for argv in ([], ["--text", "a", "--file", "f.txt"]):
-        with pytest.raises(SystemExit):
-            alone.parse_args(argv)

@@ -1,312 +1,114 @@
-"""What the web demo's panels share, without the web: the models, loaded once, the CPU turns,
-the stored results, the test split and the checks of every argument.
+"""The web demo without the web: the panels composed over what they share, and how a server
+starts. ``demo.py`` lays the panels out and wires each event to one panel method; everything
+here is testable without a server and usable from a notebook.
 
-Each panel's logic and view live in a module of their own (``wlm.sidebyside``,
-``wlm.measureview``, ``wlm.inspectview``, ``wlm.yourtext``); ``demo.py`` lays out components and
-wires each event to one panel method, so all of it is testable without a server and usable
-from a notebook.
+    >>> app = QuantDemo(AppConfig(checkpoint="data/wlm-lstm.safetensors"))
+    >>> *_, last = app.side.generate("The game was released in", 40, 1.0, 0)
+
+Floor plan: ``wlm.shared.Shared`` (models, turns, store, test split, argument checks) knows
+nothing of the panels; each panel module knows ``Shared`` only; this module composes them.
 """
 from __future__ import annotations
 
-import logging
-import math
-import threading
-import time
-from dataclasses import dataclass
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable
 
-from .checkpoint import load_checkpoint
-from .data import load_split, resolve_data_dir
-from .download import SHA256, DownloadError, download, sha256_file
-from .inspectview import DEFAULT_INSPECT_SLICE, INSPECT_SLICES, InspectPanel  # noqa: F401  (the page's)
-from .measureview import DEFAULT_SLICE, FULL_SLICE, SLICES, MeasurePanel  # noqa: F401  (the page's)
-from .results import ResultStore
-from .results import versions as result_versions
-from .sidebyside import MAX_PROMPT_CHARS, SideBySide  # noqa: F401  (the limit the page states)
-from .threads import PAGE_CHOICES, allowed_threads, usable_cpus
-from .turns import DEFAULT_MEASURE_SHARE, CpuTurns
-from .variants import REFERENCE, VARIANTS, VariantBuildError, VariantCache, cache_dir, unavailable
+from .checkpoint import CheckpointError
+from .inspectview import InspectPanel
+from .measureview import MeasurePanel
+from .quantize import QuantizationError
+from .shared import DEFAULT_VARIANT, AppConfig, Shared
+from .sidebyside import SideBySide
+from .storage import app_paths
 from .yourtext import YourText
 
-log = logging.getLogger("wlm")
-DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"
-FULL_TEST_TOKENS = 245_569
-DEFAULT_VARIANT = "qint8"          # the tutorial's recipe
-MAX_SEED = 2**63 - 1
+__all__ = ["AppConfig", "QuantDemo", "DEFAULT_VARIANT", "load_app", "serve"]
+ROOT = Path(__file__).resolve().parent.parent
+SPACES_LIVE_CAP = 40_000          # model-tokens (test tokens x models): ~20 s of a shared CPU per click at most
 
 
-@dataclass(frozen=True)
-class AppConfig:
-    """Args:
-        checkpoint: the fp32 checkpoint (.safetensors).
-        data: WikiText-2 folder (None: $WLM_DATA, else data/wikitext-2).
-        threads: thread count of Generate and the default of Measure (the tutorial's 1).
-        cache: ONNX exports and stored measurements (None: $WLM_CACHE, else data/cache).
-        shipped_results: a folder of stored measurements shipped with the app (read only).
-        max_live_model_tokens: the largest measurement run live, in model-tokens (test tokens x
-            models measured, fp32 included); larger ones come only from stored results. None:
-            no cap.
-        thread_choices: thread counts Measure accepts (None: the page's 1, 2, 4 that fit the
-            CPUs this process may use).
-        prebuild: build every offered variant in the background at start-up.
-        measure_share: CPU share a measurement keeps under a continuous stream of Generates.
-        generate_slots: Generates computing side by side (None: the CPUs this process may
-            use / ``threads``, so each has CPUs of its own; never beside a measurement chunk).
-    """
-    checkpoint: str = DEFAULT_CHECKPOINT
-    data: str | None = None
-    threads: int = 1
-    cache: str | None = None
-    shipped_results: str | None = None
-    max_live_model_tokens: int | None = None
-    thread_choices: tuple[int, ...] | None = None
-    prebuild: bool = False
-    measure_share: float = DEFAULT_MEASURE_SHARE
-    generate_slots: int | None = None
-
-
-def _short(value) -> str:
-    """A value for a message, cut short (an integer of 400 digits is not worth echoing)."""
-    r = repr(value)
-    return r if len(r) <= 40 else r[:37] + "..."
-
-
-def _as_int(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError, OverflowError):         # OverflowError: an int like 10**400
-        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {_short(value)}") from None
-    if not math.isfinite(f) or f != int(f) or not lo <= f <= hi:
-        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
-    return int(f)
-
-
-def _as_bool(name: str, value) -> bool:
-    if isinstance(value, bool) or value in (0, 1):
-        return bool(value)
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-def _as_float(name: str, value, lo: float, hi: float) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number from {lo} to {hi}, got {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a number from {lo} to {hi}, got {_short(value)}") from None
-    if not math.isfinite(f) or not lo <= f <= hi:
-        raise ValueError(f"{name} must be a number from {lo} to {hi}, got {value!r}")
-    return f
-
-
-def _as_seed(value) -> int:
-    """A seed, exactly: an integer (or its decimal text) from 0 to 2**63-1. A float is taken only
-    below 2**53, where it is still the integer that was typed."""
-    msg = f"seed must be a whole number from 0 to 2**63-1 ({MAX_SEED}), got {value!r}"
-    if isinstance(value, bool):
-        raise ValueError(msg)
-    if isinstance(value, str):
-        text = value.strip().replace("_", "")
-        if not text.isdigit() or not text.isascii() or len(text) > 19:
-            raise ValueError(msg)
-        value = int(text)
-    elif isinstance(value, float):
-        if not value.is_integer() or not 0 <= value < 2**53:
-            raise ValueError(msg + ("; a number above 2**53 must be sent as an integer or as text, "
-                                    "a float cannot hold it exactly" if value.is_integer() else ""))
-        value = int(value)
-    if not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise ValueError(msg)
-    return value
-
-
-class QuantDemo:
-    """What the panels share: the fp32 model of a checkpoint and its variants, the CPU turns,
-    the result store, the test split, and the checks of every argument. The panels
-    (``side``, ``measure``, ``inspect``, ``your_text``) each live in a module of their own."""
+class QuantDemo(Shared):
+    """The panels of the page over one ``Shared``: ``side``, ``your_text``, ``measure``, ``inspect``."""
 
     def __init__(self, cfg: AppConfig):
-        t0 = time.perf_counter()
-        self.cfg = cfg
-        self.default_variant = DEFAULT_VARIANT
-        self.thread_choices = tuple(cfg.thread_choices or allowed_threads())
-        if cfg.threads not in self.thread_choices:
-            raise ValueError(f"threads must be one of {self._threads_allowed()}, got {cfg.threads!r}")
-        self.ckpt = load_checkpoint(cfg.checkpoint)
-        self.dictionary = self.ckpt.dictionary
-        self.turns = CpuTurns(cfg.measure_share, cfg.generate_slots or max(1, usable_cpus() // cfg.threads))
-        # builds wait for a running measurement chunk and never land inside one (wlm.turns)
-        self.variants = VariantCache(self.ckpt, cfg.cache, thread_counts=self.thread_choices,
-                                     guard=self.turns.build)
-        for name in (REFERENCE, DEFAULT_VARIANT):        # the tutorial's pair is ready at once
-            self.variants.get(name)
-        why_not = {n: unavailable(n, self.ckpt.sha256) for n in VARIANTS}
-        self.hidden = {n: why for n, why in why_not.items() if why}
-        self.choices = [n for n in VARIANTS if n != REFERENCE and n not in self.hidden]
-        self.data_dir = resolve_data_dir(cfg.data)
-        self._test_ids = None
-        self._test_sha = None              # (size, mtime_ns, sha256) of the test file read
-        self.lock = threading.Lock()
-        self.store = ResultStore(cache_dir(cfg.cache) / "results",
-                                 shipped=[cfg.shipped_results] if cfg.shipped_results else [])
-        self.inspections = self.store.inspections()
+        super().__init__(cfg)
         self.side = SideBySide(self)
         self.measure = MeasurePanel(self)
         self.inspect = InspectPanel(self)
         # the variant is checked as the model is asked for (fp32 is the reference, always there)
         self.your_text = YourText(lambda n: self.model(n).model, self.dictionary, self.turns, cfg.threads,
                                   variant_arg=self.variant_arg)
-        self.load_seconds = time.perf_counter() - t0
-        if cfg.prebuild:       # the other variants, off the request path
-            self.prebuild()
 
-    def prebuild(self):
-        """Build every offered variant not built yet, one after another in a background thread
-        (a server calls it once it serves, so the builds do not slow its start); returns the thread."""
-        return self.variants.prebuild([n for n in self.choices if not self.variants.is_built(n)],
-                                      log=log.warning)
 
-    def model(self, name: str):
-        """The built variant ``name`` (a ``wlm.variants.Variant``), built now if needed (waiting only
-        for its own build); ValueError in a sentence a visitor can act on if it cannot be built here
-        (the reason goes to the server log, once per failure)."""
-        try:
-            return self.variants.get(name)
-        except VariantBuildError as e:
-            log.warning("%s", e)
-            raise ValueError(f"{name} could not be built on this server, so it is not measured or shown here; "
-                             "the other variants still work.") from None
+def default_live_cap() -> int:
+    """On a Hugging Face Space (which sets SPACE_ID) a shared CPU: cap live measurements."""
+    env = os.environ.get("WLM_MAX_MEASURE_MODEL_TOKENS")
+    if env:
+        return int(env)
+    return SPACES_LIVE_CAP if os.environ.get("SPACE_ID") else 0
 
-    def plans(self, names) -> dict[str, str]:
-        """variant -> sha256 of the plan it is built from, for the plan-file variants among ``names``
-        (stored results of such a variant are keyed by it)."""
-        return self.variants.plans([n for n in names if n != REFERENCE])
 
-    def offered(self) -> list[str]:
-        """fp32 and every variant offered, in canonical order."""
-        return [REFERENCE, *self.choices]
+def prebuild_wanted() -> bool:
+    return os.environ.get("WLM_PREBUILD", "1") != "0"      # 0: build each variant on first use
 
-    # ---------------------------------------------------------------- arguments
-    int_arg = staticmethod(_as_int)
-    float_arg = staticmethod(_as_float)
-    bool_arg = staticmethod(_as_bool)
-    seed_arg = staticmethod(_as_seed)
 
-    def variant_arg(self, name, field: str = "variant", default: bool = True) -> str:
-        if default and name in (None, ""):
-            name = DEFAULT_VARIANT
-        if not isinstance(name, str) or name not in self.choices:
-            why = f" ({self.hidden[name]})" if isinstance(name, str) and name in self.hidden else ""
-            raise ValueError(f"{field} must be one of {', '.join(self.choices)}, got {_short(name)}{why}")
-        return name
+def load_app(checkpoint: str | None = None, threads: int = 1, live_cap: int | None = None,
+             prebuild: bool | None = None, eager: bool = True) -> QuantDemo:
+    """The app on the shipped checkpoint (or ``$WLM_CHECKPOINT``), its files where
+    ``wlm.storage.app_paths`` puts them (persistent storage on a Space that has it).
+    ``prebuild``: build the other variants in the background now (None: unless $WLM_PREBUILD=0);
+    ``eager``: build the tutorial's qint8 before returning (a server builds it once it serves)."""
+    ckpt = checkpoint or os.environ.get("WLM_CHECKPOINT") or str(ROOT / "data" / "wlm-lstm.safetensors")
+    paths = app_paths(ROOT)
+    cap = default_live_cap() if live_cap is None else live_cap
+    prebuild = prebuild_wanted() if prebuild is None else prebuild
+    return QuantDemo(AppConfig(checkpoint=ckpt, data=str(paths.data), threads=threads, cache=str(paths.cache),
+                               shipped_results=str(paths.shipped), max_live_model_tokens=cap or None,
+                               prebuild=prebuild, eager=eager))
 
-    def _threads_allowed(self) -> str:
-        cpus = usable_cpus()
-        return (f"{', '.join(map(str, self.thread_choices))} (the page's choices {', '.join(map(str, PAGE_CHOICES))} "
-                f"that fit the {cpus} CPU{'s' if cpus != 1 else ''} this server may use)")
 
-    def threads_arg(self, value) -> int:
-        if value is None or (isinstance(value, str) and value == ""):
-            return self.cfg.threads
-        try:
-            n = _as_int("threads", value, 1, 64)
-        except ValueError:
-            n = None
-        if n not in self.thread_choices:
-            raise ValueError(f"threads must be one of {self._threads_allowed()}, got {_short(value)}")
-        return n
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python demo.py", description="fp32 vs int8 LSTM language model demo")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--checkpoint", default=None, help="default: $WLM_CHECKPOINT or data/wlm-lstm.safetensors")
+    p.add_argument("--threads", type=int, default=1, choices=[1, 2, 4],
+                   help="torch threads of Generate and Measure's default (tutorial: 1; at most the CPUs here)")
+    p.add_argument("--max-measure-model-tokens", type=int, default=default_live_cap(),
+                   help="largest measurement run live, in test tokens x models (larger ones come from stored "
+                        f"results); default: {SPACES_LIVE_CAP:,} on Hugging Face Spaces (SPACE_ID set), else no "
+                        "limit (0); or $WLM_MAX_MEASURE_MODEL_TOKENS")
+    return p.parse_args(argv)
 
-    def names_arg(self, variants) -> list[str]:
-        """fp32 and the chosen variants, each once, in the canonical order of ``VARIANTS`` (so
-        [a, b] and [b, a] are one measurement)."""
-        if isinstance(variants, str):
-            variants = [variants]
-        if not isinstance(variants, (list, tuple)) or not variants:
-            raise ValueError(f"variants must be a non-empty list of {', '.join(self.choices)}, got {_short(variants)}")
-        chosen = {self.variant_arg(v, "variants", default=False) for v in variants}
-        return [REFERENCE] + [n for n in VARIANTS if n in chosen]
 
-    # ---------------------------------------------------------------- the test split
-    def data_status(self) -> str:
-        missing = [n for n in SHA256 if not (self.data_dir / n).is_file()]
-        if "test.txt" not in missing:
-            return f"WikiText-2 test split: `{self.data_dir / 'test.txt'}`."
-        return (f"WikiText-2's test split is not here yet (`{self.data_dir}`): **Measure** fetches test.txt "
-                f"(1.3 MB, sha256-verified) on first use, or copy it there (or set `WLM_DATA` to its folder).")
-
-    def test_sha256(self) -> str:
-        """sha256 of the test file measurements read: the local one, or, while it is missing,
-        the published one that Measure would fetch (sha256-verified). Hashed once per file version."""
-        path = self.data_dir / "test.txt"
-        try:
-            st = path.stat()
-        except OSError:
-            return SHA256["test.txt"]
-        with self.lock:
-            if self._test_sha is None or self._test_sha[:2] != (st.st_size, st.st_mtime_ns):
-                self._test_sha = (st.st_size, st.st_mtime_ns, sha256_file(path))
-                self._test_ids = None
-            return self._test_sha[2]
-
-    def test_split(self):
-        self.test_sha256()                       # drops the ids when the file changed
-        with self.lock:
-            if self._test_ids is None:
-                self._test_ids = load_split(self.data_dir, "test", self.dictionary)
-            return self._test_ids
-
-    def ensure_test_split(self, progress_factory=None) -> str | None:
-        """Fetch test.txt alone when it is missing (sha256-verified); None, or why it failed
-        (for the server log: it names paths and settings a web visitor cannot use)."""
-        if (self.data_dir / "test.txt").is_file():
-            return None
-        try:
-            download(self.data_dir, files=("test.txt",), progress_factory=progress_factory)
-        except DownloadError as e:
-            return (f"could not fetch WikiText-2's test split ({e}); copy test.txt into {self.data_dir} or set "
-                    f"WLM_DATA to its folder")
-        return None
-
-    def slice_tokens(self, first: int | None) -> int:
-        """Test tokens the first ``first`` (None: all) predict: counted in the test file when it
-        is here, else nominal."""
-        nominal = first or FULL_TEST_TOKENS
-        if not (self.data_dir / "test.txt").is_file():
-            return nominal - 1
-        return min(nominal, len(self.test_split())) - 1
-
-    # ---------------------------------------------------------------- stored results
-    def match(self, slice_label: str, threads: int, **more) -> dict:
-        """The fields that make two stored results the same one, but for the machine."""
-        return {"slice": slice_label, "threads": threads, "test_sha256": self.test_sha256(),
-                "checkpoint_sha256": self.ckpt.sha256, **more}
-
-    @staticmethod
-    def here(machine: dict) -> dict:
-        """The fields that say a stored result was taken on this machine, with these libraries."""
-        return {"cpu": machine["cpu"], "versions": result_versions()}
-
-    @staticmethod
-    def keep(store: ResultStore, record: dict) -> None:
-        try:
-            store.save(record)
-        except OSError as e:
-            log.warning("could not store a result: %s", e)   # costs the memory of the result, not the result
-
-    # ---------------------------------------------------------------- descriptions
-    def model_text(self, name: str) -> str:
-        v = self.model(self.variant_arg(name) if name != REFERENCE else name)
-        how = "torch.save of the state_dict" if v.spec.engine == "torch" else "bytes of the .onnx file"
-        return f"{v.description}\n\n# {v.spec.engine}: {v.spec.recipe}\n# size: {v.size.total_mb:.3f} MB ({how})"
-
-    def variants_note(self) -> str:
-        """Which variants are offered, and why any are not, or could not be built."""
-        parts = []
-        if self.hidden:
-            parts.append("Not offered here: " + "; ".join(f"`{n}`: {why}" for n, why in self.hidden.items()))
-        if self.variants.failed:
-            parts.append("Could not be built on this server (not tried again until it restarts): "
-                         + "; ".join(f"`{n}` ({why if len(why) <= 120 else why[:117] + '...'})"
-                                     for n, why in self.variants.failed.items()) + ".")
-        return " ".join(parts)
+def serve(build_demo: Callable[[QuantDemo], object], argv=None, **launch) -> int:
+    """``python demo.py``: the app, its page (``build_demo(app)``, a gradio Blocks) served (``launch``:
+    more of gradio's launch options, e.g. ``head``, ``theme``), then the work a visitor does not
+    need for the first screen (the variants' builds)."""
+    args = parse_args(argv)
+    try:
+        app = load_app(args.checkpoint, args.threads, args.max_measure_model_tokens, prebuild=False, eager=False)
+    except ValueError as e:                      # e.g. more threads than this machine's CPUs
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointError, QuantizationError) as e:
+        print(f"error: {e}. Pass --checkpoint FILE (a wlm .safetensors checkpoint), or train one with "
+              f"`python -m wlm train`.", file=sys.stderr)
+        return 2
+    print(f"models ready in {app.load_seconds:.1f} s", flush=True)
+    demo = build_demo(app)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
+                    enable_monitoring=False, max_file_size="1mb", footer_links=["api"], prevent_thread_lock=True,
+                    **launch)
+    except Exception as e:  # e.g. port already in use
+        print(f"error: could not start the server: {e}", file=sys.stderr)
+        return 1
+    if prebuild_wanted():
+        app.prebuild()          # once the page is served: the builds do not slow the start
+    demo.block_thread()
+    return 0

@@ -353,3 +353,18 @@ def format_table(rows: list[Measurement]) -> str:
                      f"speed-up: ~95% interval from the per-block times"
                      + ("; ~: the interval (±1.96 se) holds zero, within noise" if noise else ""))
     return "\n".join(lines)
+
+
+def call_sentence(record: dict, variant: str) -> str:
+    """The bench's per-call profile of fp32 and ``variant`` as one sentence for the side by side."""
+    fp, q = (record["speed"][n]["calls"] for n in ("fp32", variant))
+    one, many = (fp["1"]["ms_per_token"], q["1"]["ms_per_token"]), (fp["25"]["ms_per_token"], q["25"]["ms_per_token"])
+    shares = [c[T]["decoder_share"] for c in (fp, q) for T in ("1", "25")]
+    threads = record.get("threads", 1)
+    return (f"Why the panes' speeds differ by more than Measure's speed-up: a word is one forward call over one "
+            f"token, which reads every weight for that token alone, and int8 weights are a quarter of the bytes: fp32 "
+            f"{one[0]:.1f} ms per word against {variant} {one[1]:.1f} ms ({one[0] / one[1]:.1f}x). Measure's "
+            f"evaluation calls run 25 tokens and use each weight 25 times: {many[0]:.2f} against {many[1]:.2f} ms per "
+            f"token ({many[0] / many[1]:.1f}x). The decoder (33,278 words x 256) takes {min(shares):.0%}-"
+            f"{max(shares):.0%} of every call, in both models. (`python -m wlm bench` on {record.get('cpu', '?')}, "
+            f"{threads} thread{'s' if threads != 1 else ''}, {str(record.get('when', ''))[:10]}.)")

@@ -14,6 +14,7 @@ from .data import Dictionary
 from .model import LSTMModel, ModelConfig
 
 FORMAT = "wlm-checkpoint/1"
+DEFAULT_CHECKPOINT = "data/wlm-lstm.safetensors"     # the shipped one, from the project's root
 
 
 class CheckpointError(Exception):

@@ -16,6 +16,8 @@ EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
 DEFAULT_DATA_DIR = Path("data/wikitext-2")
+TEST_TOKENS = 245_569                  # ids in the test split (245,568 predicted)
+FULL_SLICE = "all (245,569 tokens)"    # the name of the whole test split in stored results and on the page
 # A word's parts, WikiText-2 style: <unk>/@-@ kept whole, "n't", "'s", runs of letters/digits, single marks.
 _WORD_PARTS = re.compile(r"<unk>|@[-,.]@|\w+(?=n't)|n't|'\w+|\w+|[^\w\s]")
 _INNER = {"-": "@-@", ",": "@,@", ".": "@.@"}     # inside a word (",", "." only between digits)
@@ -31,6 +33,12 @@ def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
         return Path(data)
     env = os.environ.get("WLM_DATA")
     return Path(env) if env else DEFAULT_DATA_DIR
+
+
+def slice_label(max_tokens: int | None) -> str:
+    """The name of the first ``max_tokens`` ids of a split (None: all of the test split), as stored
+    results and the page name them: ``"5,000 tokens"``, ``FULL_SLICE``."""
+    return FULL_SLICE if max_tokens is None else f"{max_tokens:,} tokens"
 
 
 def tokenize_line(line: str) -> list[str]:

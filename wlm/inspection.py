@@ -318,3 +318,38 @@ def _layer_hidden(split: lw.SplitModel) -> list:
     h, c = split.init_hidden(1)
     return [(h[k:k + 1], c[k:k + 1]) for k in range(split.config.nlayers)]
 
+
+def _db(v) -> str:
+    return "fp32" if v is None else f"{v:.1f}"
+
+
+def report_text(report: dict) -> str:
+    """The command line's report: parts, sensitivity, time, and the derived recipe if any."""
+    v = report["variant"]
+    lines = [f"{v} ({report['engine']}) against fp32, first {report['tokens']:,} test tokens, bptt 25, batch 1", ""]
+    head = (f"{'part':<10} {'precision':<17} {'weight dB':>9} {'alone dB':>9} {'running dB':>10}   "
+            f"{'alone as':<17} {'Δloss':>9} {'KL':>9} {'top-1':>7}")
+    lines += [head, "-" * len(head)]
+    for m in report["modules"]:
+        lines.append(f"{m['module']:<10} {str(m['option'] or 'onnxruntime'):<17} {_db(m['weight_sqnr_db']):>9} "
+                     f"{_db(m['shadow_sqnr_db']):>9} {_db(m['running_sqnr_db']):>10}   {m['alone_option']:<17} "
+                     f"{m['alone_dloss']:+9.5f} {m['alone_kl']:9.6f} {m['alone_top1']:7.4f}")
+    lines += ["", "sensitivity (one part quantized, the rest fp32):"]
+    for s in sorted(report["sensitivity"], key=lambda s: -s["kl"]):
+        lines.append(f"  {s['part']:<10} {s['option']:<17} Δloss {s['dloss']:+.5f}  KL {s['kl']:.6f}  "
+                     f"top-1 {s['top1']:.4f}  size {report['part_sizes_mb'][s['part']][s['option']]:.2f} MB "
+                     f"(fp32 {report['part_sizes_mb'][s['part']]['fp32']:.2f})")
+    e = report["end_to_end"]
+    lines += ["", f"end to end: Δloss {e['dloss']:+.5f}  KL {e['kl']:.6f}  top-1 {e['top1']:.4f}", "",
+              "time per part (seconds over the same chunks):"]
+    for name, t in report["time"].items():
+        shares = ", ".join(f"{p} {s:.3f} ({s / t['total']:.0%})" for p, s in t["parts"].items())
+        lines.append(f"  {name:<22} total {t['total']:.3f}: {shares}")
+    if report.get("note"):
+        lines += ["", report["note"]]
+    if report.get("recipe"):
+        r = report["recipe"]
+        lines += ["", f"derived recipe ({r['rule']}, budget {r['budget_mb']} MB): predicted KL "
+                      f"{r['predicted_kl']:.6f}, {r['predicted_mb']:.3f} MB; written to {report['recipe_file']}"]
+        lines += [f"  {p:<10} {o}" for p, o in r["plan"].items()]
+    return "\n".join(lines)

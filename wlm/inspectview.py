@@ -15,7 +15,7 @@ import torch
 from . import layerwise as lw
 from .bench import machine_info
 from .inspection import Inspection, alone_parts
-from .measureview import FULL_SLICE
+from .data import FULL_SLICE
 from .results import describe_version_differences, make_inspection_record
 from .threads import num_threads
 from .variants import VARIANTS
@@ -25,7 +25,7 @@ from .stats import fmt_pm, noise_mark, within_noise
 from .svgplot import dots_svg, hbars_svg, lines_svg
 
 if TYPE_CHECKING:
-    from .app import QuantDemo
+    from .shared import Shared
 
 TABLE_COLUMNS = ["part", "precision", "weight SQNR dB", "alone SQNR dB", "running SQNR dB", "alone as",
                  "alone Δloss", "alone KL", "alone top-1"]
@@ -39,10 +39,6 @@ on the same chunks. **Weights on the int8 grid**: the levels a part's weights ge
 256 levels are used, so rounding costs more of each weight (the decoder per tensor against per channel). The
 analysis also chooses a recipe: `qint8-mixed`, offered with the variants."""
 SHORT = {"int8-per-channel": "per channel", "8bit-rows": "8-bit rows", "int8": "int8"}
-
-
-def _db(v) -> str:
-    return "fp32" if v is None else f"{v:.1f}"
 
 
 def _pm(v: float, se, digits: int) -> str:
@@ -171,38 +167,6 @@ def _plan_items(report: dict) -> set[tuple[str, str]]:
     return {(p, o) for p, o in plan.items() if o != "fp32"}
 
 
-def report_text(report: dict) -> str:
-    """The command line's report: parts, sensitivity, time, and the derived recipe if any."""
-    v = report["variant"]
-    lines = [f"{v} ({report['engine']}) against fp32, first {report['tokens']:,} test tokens, bptt 25, batch 1", ""]
-    head = (f"{'part':<10} {'precision':<17} {'weight dB':>9} {'alone dB':>9} {'running dB':>10}   "
-            f"{'alone as':<17} {'Δloss':>9} {'KL':>9} {'top-1':>7}")
-    lines += [head, "-" * len(head)]
-    for m in report["modules"]:
-        lines.append(f"{m['module']:<10} {str(m['option'] or 'onnxruntime'):<17} {_db(m['weight_sqnr_db']):>9} "
-                     f"{_db(m['shadow_sqnr_db']):>9} {_db(m['running_sqnr_db']):>10}   {m['alone_option']:<17} "
-                     f"{m['alone_dloss']:+9.5f} {m['alone_kl']:9.6f} {m['alone_top1']:7.4f}")
-    lines += ["", "sensitivity (one part quantized, the rest fp32):"]
-    for s in sorted(report["sensitivity"], key=lambda s: -s["kl"]):
-        lines.append(f"  {s['part']:<10} {s['option']:<17} Δloss {s['dloss']:+.5f}  KL {s['kl']:.6f}  "
-                     f"top-1 {s['top1']:.4f}  size {report['part_sizes_mb'][s['part']][s['option']]:.2f} MB "
-                     f"(fp32 {report['part_sizes_mb'][s['part']]['fp32']:.2f})")
-    e = report["end_to_end"]
-    lines += ["", f"end to end: Δloss {e['dloss']:+.5f}  KL {e['kl']:.6f}  top-1 {e['top1']:.4f}", "",
-              "time per part (seconds over the same chunks):"]
-    for name, t in report["time"].items():
-        shares = ", ".join(f"{p} {s:.3f} ({s / t['total']:.0%})" for p, s in t["parts"].items())
-        lines.append(f"  {name:<22} total {t['total']:.3f}: {shares}")
-    if report.get("note"):
-        lines += ["", report["note"]]
-    if report.get("recipe"):
-        r = report["recipe"]
-        lines += ["", f"derived recipe ({r['rule']}, budget {r['budget_mb']} MB): predicted KL "
-                      f"{r['predicted_kl']:.6f}, {r['predicted_mb']:.3f} MB; written to {report['recipe_file']}"]
-        lines += [f"  {p:<10} {o}" for p, o in r["plan"].items()]
-    return "\n".join(lines)
-
-
 def finite(v) -> bool:
     return v is not None and math.isfinite(v)
 
@@ -214,11 +178,11 @@ OUTPUTS = ("status", "table", "sqnr", "sensitivity", "time", "variant", "slice",
 
 
 class InspectPanel:
-    """The "Where int8 loses" panel of ``app`` (a ``wlm.app.QuantDemo``): takes a variant
+    """The "Where int8 loses" panel of ``app`` (a ``wlm.shared.Shared``): takes a variant
     apart against fp32 (``wlm.inspection``), shows stored analyses, and keeps what is shown
     when an analysis fails or is refused."""
 
-    def __init__(self, app: "QuantDemo"):
+    def __init__(self, app: "Shared"):
         self.app = app
         self.parts = lw.parts(app.ckpt.model.config)
         self._histograms: dict[str, str] = {}

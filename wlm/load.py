@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .measureview import FULL_SLICE
+from .data import FULL_SLICE
 
 ROOT = Path(__file__).resolve().parent.parent
 

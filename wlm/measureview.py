@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import pandas as pd
 
 from .bench import machine_info, measurements
+from .data import FULL_SLICE
 from .download import SHA256
 from .evaluate import Comparison
 from .palette import MODELS, MODULE_LABELS, PARTS
@@ -26,11 +27,10 @@ from .svgplot import hbars_svg, lines_svg, scatter_svg
 from .threads import num_threads
 
 if TYPE_CHECKING:
-    from .app import QuantDemo
+    from .shared import Shared
 
 log = logging.getLogger("wlm")
 
-FULL_SLICE = "all (245,569 tokens)"
 SLICES = {"2,000 tokens": 2_000, "5,000 tokens": 5_000, "20,000 tokens": 20_000, "50,000 tokens": 50_000,
           FULL_SLICE: None}
 DEFAULT_SLICE = "5,000 tokens"
@@ -118,21 +118,6 @@ def tradeoff_svgs(rows) -> tuple[str, str]:
                         MODELS))
 
 
-def call_sentence(record: dict, variant: str) -> str:
-    """The bench's per-call profile of fp32 and ``variant`` as one sentence for the side by side."""
-    fp, q = (record["speed"][n]["calls"] for n in ("fp32", variant))
-    one, many = (fp["1"]["ms_per_token"], q["1"]["ms_per_token"]), (fp["25"]["ms_per_token"], q["25"]["ms_per_token"])
-    shares = [c[T]["decoder_share"] for c in (fp, q) for T in ("1", "25")]
-    threads = record.get("threads", 1)
-    return (f"Why the panes' speeds differ by more than Measure's speed-up: a word is one forward call over one "
-            f"token, which reads every weight for that token alone, and int8 weights are a quarter of the bytes: fp32 "
-            f"{one[0]:.1f} ms per word against {variant} {one[1]:.1f} ms ({one[0] / one[1]:.1f}x). Measure's "
-            f"evaluation calls run 25 tokens and use each weight 25 times: {many[0]:.2f} against {many[1]:.2f} ms per "
-            f"token ({many[0] / many[1]:.1f}x). The decoder (33,278 words x 256) takes {min(shares):.0%}-"
-            f"{max(shares):.0%} of every call, in both models. (`python -m wlm bench` on {record.get('cpu', '?')}, "
-            f"{threads} thread{'s' if threads != 1 else ''}, {str(record.get('when', ''))[:10]}.)")
-
-
 def controls(record: dict | None, default_threads: int, fallback: tuple) -> tuple:
     """(slice, threads, variants) that describe ``record`` (else ``fallback``)."""
     if not record:
@@ -141,11 +126,10 @@ def controls(record: dict | None, default_threads: int, fallback: tuple) -> tupl
 
 
 class MeasurePanel:
-    """The Measure panel of ``app`` (a ``wlm.app.QuantDemo``: the models, the store, the CPU turns)."""
+    """The Measure panel of ``app`` (a ``wlm.shared.Shared``: the models, the store, the CPU turns)."""
 
-    def __init__(self, app: "QuantDemo"):
+    def __init__(self, app: "Shared"):
         self.app = app
-        self._call_lines: dict[str, str] = {}
 
     # ------------------------------------------------------------------ logic
     def measure(self, slice_label=DEFAULT_SLICE, threads=None, variants=("qint8",), shown=None, focus=None,
@@ -228,18 +212,6 @@ class MeasurePanel:
         if record:
             return self.view(select(record, self.current(record)), None, stored=True)
         return self.kept(None, None, "No measurement yet: click **Measure**.")
-
-    def call_line(self, variant: str) -> str:
-        """Why generating gains more from int8 than evaluating, from the newest stored bench of
-        this checkpoint that profiled fp32 and ``variant`` per call (``wlm.bench.call_profile``);
-        "" when there is none."""
-        if variant not in self._call_lines:
-            def has(r):
-                calls = {n: (r.get("speed") or {}).get(n, {}).get("calls") or {} for n in ("fp32", variant)}
-                return all("1" in c and "25" in c for c in calls.values())
-            r = self.app.store.find(has, checkpoint_sha256=self.app.ckpt.sha256)
-            self._call_lines[variant] = call_sentence(r, variant) if r else ""
-        return self._call_lines[variant]
 
     def current(self, record: dict) -> list[str]:
         """The models of a stored ``record`` that are offered here and built as they were measured

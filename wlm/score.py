@@ -15,12 +15,8 @@ so a variant's numbers depend on the chunking: the command line and the app use 
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -216,53 +212,3 @@ def format_report(result: ScoreResult) -> str:
                      f"{result.dlogp[i]:>+8.3f} {result.kl[i]:>8.4f}")
     lines += ["", se_note(n) + "; KL per word between the two distributions that predict it."]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- command line
-def _add(parser: argparse.ArgumentParser, *flags, **kw) -> None:
-    try:
-        parser.add_argument(*flags, **kw)
-    except argparse.ArgumentError:
-        pass             # the shared helper (wlm.cli._command) has added this option already
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m wlm score`` (those the parser has already are left as they are)."""
-    from .cli import DEFAULT_CHECKPOINT, _positive_int
-    from .variants import VARIANTS
-    parser.add_argument("--variant", choices=[n for n in VARIANTS if n != "fp32"], default="qint8",
-                        help="the model compared with fp32")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", help=f"the text to score (at most {MAX_SCORE_CHARS:,} characters)")
-    source.add_argument("--file", help="read the text from this file (UTF-8; '-': standard input)")
-    _add(parser, "--checkpoint", default=DEFAULT_CHECKPOINT)
-    _add(parser, "--cache", help="folder for ONNX exports (default: $WLM_CACHE or data/cache)")
-    _add(parser, "--threads", type=_positive_int, default=1, help="torch threads (tutorial: 1)")
-    _add(parser, "--json", action="store_true", help="print one JSON object")
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """``python -m wlm score``: print the report (or, with ``--json``, ``to_json``) of fp32 and
-    ``args.variant`` on ``--text`` or ``--file`` (exactly one)."""
-    from .checkpoint import load_checkpoint
-    from .threads import num_threads
-    from .variants import VariantCache
-    if (args.text is None) == (args.file is None):
-        raise ValueError("give exactly one of --text and --file")
-    if args.file is None:
-        text = args.text
-    elif args.file == "-":
-        text = sys.stdin.read()
-    else:
-        text = Path(args.file).read_text(encoding="utf8")
-    ckpt = load_checkpoint(args.checkpoint)
-    read_text(ckpt.dictionary, text)             # a bad text fails before any variant is built
-    cache = VariantCache(ckpt, args.cache)
-    models = {"fp32": cache.get("fp32").model, args.variant: cache.get(args.variant).model}
-    with num_threads(args.threads):
-        result = score(models, ckpt.dictionary, text)
-    if args.json:
-        print(json.dumps({**to_json(result), "variant": args.variant, "checkpoint": str(args.checkpoint)}))
-    else:
-        print(format_report(result))
-    return 0

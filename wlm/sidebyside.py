@@ -17,13 +17,20 @@ from .threads import num_threads
 from .variants import REFERENCE, VARIANTS
 
 if TYPE_CHECKING:
-    from .app import QuantDemo
+    from .shared import Shared
 
 MAX_PROMPT_CHARS = 2_000
 STREAM_INTERVAL_S = 0.1           # at most ~10 UI updates per second while generating: a turn of the CPU
 DEFAULT_PROMPT = "The game was released in"
 EXAMPLES = ["The game was released in", "The river flows through the", "In 1990 , the band", "She was born in",
             "The cathedral was built"]
+COUPLING = """Each model samples exactly from its own distribution, but both use the same random numbers
+(Gumbel-max with one shared noise vector per word), so they write the same word whenever their distributions
+allow: the texts stay together while the models agree, part where int8 really changed the choice, and can meet
+again later. The right pane is the variant chosen at the top: by default the tutorial's
+`torch.ao.quantization.quantize_dynamic` model (LSTM and decoder weights int8), or another recipe, or the ONNX
+Runtime engine. A word is one forward call over one token, so a dynamic int8 model takes its activations' scale
+from that one token (the prompt is read in calls of up to 64 tokens)."""
 LEGEND = (
     '<div class="wlm-legend"><b>Reading the panes.</b> '
     '<span class="wlm-word" style="background: rgba(234, 88, 12, 0.3)">shaded</span> words: the two models\' '
@@ -119,9 +126,9 @@ class PairRun:
 
 
 class SideBySide:
-    """The side-by-side panel of ``app`` (a ``wlm.app.QuantDemo``)."""
+    """The side-by-side panel of ``app`` (a ``wlm.shared.Shared``)."""
 
-    def __init__(self, app: "QuantDemo"):
+    def __init__(self, app: "Shared"):
         self.app = app
         self._first = None
         self._first_lock = threading.Lock()
@@ -151,7 +158,7 @@ class SideBySide:
         threads = app.cfg.threads
         run = PairRun((REFERENCE, name), app.dictionary.tokenize(prompt), app.dictionary.encode(prompt).unknown,
                       raw, cfg=cfg, threads=threads)
-        run.why_faster = app.measure.call_line(name)
+        run.why_faster = app.call_line(name)
         # a long prompt is read a chunk per step, so no step is longer than a chunk's work
         steps = generate_pair([v.model for v in pair], app.dictionary, cfg, threads=None, prompt_steps=True)
         done = False
@@ -182,4 +189,4 @@ class SideBySide:
 
     def title(self, name) -> str:
         name = self.app.variant_arg(name)
-        return f"### {name} ({VARIANTS[name].engine})"
+        return f"## {name} ({VARIANTS[name].engine})"

@@ -52,7 +52,8 @@ def shade(value: float, full: float = FULL_SHADE) -> float:
 
 def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: bool = False,
                 mark: int | None = None) -> str:
-    """HTML of one pane of a side-by-side run: prompt (muted), then each generated word with
+    """HTML of one pane of a side-by-side run: prompt (muted, still 4.5:1 or more against the
+    background in both themes), then each generated word with
     both models' probabilities on hover (``title``) and as data attributes, shaded by how far
     the two distributions were apart at that step (total variation). Words the other model
     would not have picked (same noise, same context) are underlined with a dotted line, so
@@ -61,7 +62,7 @@ def render_pane(prompt: list[str], steps: list, names: tuple[str, str], raw: boo
     and on tap or keyboard focus (``data-tip``, drawn by ``WORD_CSS``)."""
     head = pieces(prompt, raw)
     body = pieces([s.word for s in steps], raw, glue=not prompt)
-    parts = [f'<span class="wlm-prompt" style="opacity: 0.6">{html.escape(s + t)}</span>' for s, t in head]
+    parts = [f'<span class="wlm-prompt" style="opacity: 0.75">{html.escape(s + t)}</span>' for s, t in head]
     a, b = (html.escape(n) for n in names)
     for i, ((sep, text), st) in enumerate(zip(body, steps)):
         title = (f"{st.word}: p({a}) = {format_p(st.p[0])}, p({b}) = {format_p(st.p[1])}; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import threading
 from typing import Callable
 
 from .data import Dictionary
@@ -155,6 +156,8 @@ class YourText:
         self.get_model, self.dictionary, self.turns = get_model, dictionary, turns
         self.threads, self.reference = threads, reference
         self.variant_arg = variant_arg or (lambda v: v)
+        self._first = None
+        self._first_lock = threading.Lock()
 
     def score(self, text, variant: str) -> ScoreResult:
         """Both models on ``text``, one chunk of both models per CPU turn. ValueError (naming
@@ -174,3 +177,11 @@ class YourText:
         """(HTML of the shaded text with its legend, Markdown summary) for the page."""
         result = self.score(text, variant)
         return render_text(result), summary(result)
+
+    def first_view(self) -> tuple[str, str]:
+        """The panel as it opens: the first example scored by the default variant, computed once (on
+        the first page load, in CPU turns) and then shown to every visitor as it was."""
+        with self._first_lock:
+            if self._first is None:
+                self._first = self.run(EXAMPLES[0], None)
+            return self._first

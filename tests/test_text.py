@@ -15,7 +15,7 @@ def test_render_pane_carries_probabilities_and_marks():
              WordInfo(".", (0.9, 0.9), 0.0, True), WordInfo("<eos>", (0.2, 0.2), 0.01, True),
              WordInfo("c", (0.1, 0.1), 0.02, True)]
     h = render_pane(["<unk>", "said"], steps, ("fp32", "qint8"), mark=1)
-    assert 'class="wlm-prompt" style="opacity: 0.6">&lt;unk&gt;</span>' in h
+    assert 'class="wlm-prompt" style="opacity: 0.75">&lt;unk&gt;</span>' in h
     assert 'title="a: p(fp32) = 0.500, p(qint8) = 0.400; total variation 0.100"' in h
     assert 'class="wlm-word wlm-flip wlm-diverge"' in h and "underline dotted" in h and "&lt;b&gt;</span>" in h
     assert 'data-p-ref="0.000020" data-p-other="0.300000"' in h and "p(fp32) = 2.0e-05" in h

@@ -16,7 +16,7 @@ import sys
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
-from wlm import inspectview, measureview, scorecard, sidebyside, yourtext  # noqa: E402
+from wlm import inspectview, ladderview, measureview, recipeview, scorecard, sidebyside, yourtext  # noqa: E402
 from wlm.app import DEFAULT_VARIANT, QuantDemo, load_app, serve  # noqa: E402
 from wlm.generate import MAX_WORDS  # noqa: E402
 from wlm.score import MAX_SCORE_CHARS  # noqa: E402
@@ -82,7 +82,7 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
         shown, ins_shown = gr.State(None), gr.State(None)          # the records on screen, kept on failure
         focus = gr.State(DEFAULT_VARIANT)                           # the scorecard's variant
 
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Side by side", id="side"):
                 with gr.Row():
                     prompt = gr.Textbox(value=sidebyside.DEFAULT_PROMPT, elem_id="prompt", scale=3,
@@ -171,6 +171,36 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                 with gr.Accordion("What these measure", open=False):
                     gr.Markdown(inspectview.INSPECT_INTRO + "\n\n" + app.inspect.recipe_note())
 
+            with gr.Tab("How low can it go", id="ladder"):
+                gr.Markdown(ladderview.INTRO)
+                with gr.Row():
+                    rounding = gr.Dropdown(list(ladderview.ROUNDING_CHOICES), value=ladderview.DEFAULT_ROUNDING,
+                                           label="Rounding", elem_id="ladder-rounding")
+                    grouping = gr.Dropdown(list(ladderview.GROUP_CHOICES), value=ladderview.DEFAULT_GROUP,
+                                           label="Scales", elem_id="ladder-grouping")
+                ladder_summary = gr.Markdown(elem_id="ladder-summary")
+                cliff = gr.HTML(elem_id="ladder-cliff")
+                ladder_table = gr.Dataframe(label="the ladder: one part at a time, and all parts", elem_id="ladder-table",
+                                            interactive=False, wrap=True)
+                budget = gr.HTML(elem_id="ladder-budget")
+                budget_note = gr.Markdown(elem_id="ladder-budget-note")
+
+            with gr.Tab("Your recipe", id="recipe"):
+                gr.Markdown(recipeview.INTRO)
+                preset = gr.Dropdown(app.recipe.presets(), value=recipeview.DEFAULT_PRESET, label="Start from",
+                                     elem_id="recipe-preset")
+                start = app.recipe.preset(recipeview.DEFAULT_PRESET)
+                with gr.Row():
+                    part_boxes = [gr.Dropdown(recipeview.PRECISIONS, value=v, label=part, min_width=120,
+                                              elem_id=f"recipe-{part.replace('.', '-')}")
+                                  for part, v in zip(app.recipe.parts, start)]
+                rounding_box = gr.Radio(list(recipeview.ROUNDINGS), value=start[-1], label="Rounding",
+                                        elem_id="recipe-rounding")
+                with gr.Row():
+                    build = gr.Button("Build and measure", variant="primary", elem_id="recipe-build")
+                    write = gr.Button("Write with it", elem_id="recipe-write")
+                recipe_status = gr.Markdown(elem_id="recipe-status")
+
         with gr.Accordion("About: the tutorial's figures, and why the size stops at 1.43x", open=False):
             gr.Markdown(scorecard.ABOUT)
 
@@ -214,6 +244,27 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
         hist_part.change(user_errors(app.inspect.weight_histogram), hist_part, hist_plot, **describe)
         demo.load(app.inspect.initial, None, ins_panel, **private)
         demo.load(user_errors(app.inspect.weight_histogram), hist_part, hist_plot, **describe)
+
+        ladder_out = [ladder_summary, cliff, ladder_table, budget, budget_note]
+        assert len(ladder_out) == len(ladderview.OUTPUTS)
+        for box in (rounding, grouping):
+            box.change(user_errors(app.ladder.view), [rounding, grouping], ladder_out, **private)
+        demo.load(app.ladder.initial, None, ladder_out, **private)
+
+        recipe_in = [*part_boxes, rounding_box]
+        preset.change(user_errors(app.recipe.preset), preset, recipe_in, **private)
+
+        def built(*values, progress=gr.Progress()):
+            """The recipe built and measured; the top dropdown then offers it (and shows it)."""
+            status, choices, name = app.recipe.build(*values, progress=lambda d, t: progress(
+                (d, t), desc="fp32 and your recipe in lockstep", unit="tokens"))
+            return status, gr.Dropdown(choices=choices, value=name)
+        build.click(user_errors(built), recipe_in, [recipe_status, variant], api_name="recipe",
+                    concurrency_id="measure", preprocess=False)
+        write.click(user_errors(built), recipe_in, [recipe_status, variant], api_visibility="private",
+                    concurrency_id="measure", preprocess=False).success(
+            lambda: gr.Tabs(selected="side"), None, tabs, queue=False, api_visibility="private").then(
+            user_errors(app.side.generate), side_in, side, api_visibility="private", **gen)
 
     # Bounded queue; one measurement at a time. app.turns decides who computes: never a chunk
     # and a Generate at once, a waiting Generate right after the current chunk, and a share of

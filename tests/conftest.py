@@ -117,6 +117,15 @@ def tiny_model(tiny_corpus) -> LSTMModel:
 
 
 @pytest.fixture
+def small_model(tiny_corpus) -> LSTMModel:
+    """The tiny corpus's vocabulary with widths groups of 32 divide (64 inputs, 32 hidden), made
+    confident (``sharpen``) so that low bits change words."""
+    torch.manual_seed(0)
+    return sharpen(LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=64, nhid=32, nlayers=2,
+                                         dropout=0.2)).eval(), 10)
+
+
+@pytest.fixture
 def tiny_checkpoint(tmp_path, tiny_model, tiny_corpus) -> Path:
     return save_checkpoint(tmp_path / "tiny.safetensors", tiny_model, tiny_corpus.dictionary, {"note": "test"})
 

@@ -10,9 +10,24 @@ def client(demo_server):
     return Client(demo_server, verbose=False, analytics_enabled=False)
 
 
-def test_only_generate_measure_inspect_and_score_are_public(client):
+def test_only_generate_measure_inspect_score_and_recipe_are_public(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/generate", "/measure", "/inspect", "/score"}
+        "/generate", "/measure", "/inspect", "/score", "/recipe"}
+
+
+def test_a_recipe_through_the_api_then_written_with(client):
+    """The tiny model is 16 wide (no groups of 32): a per-row recipe, then that recipe in the right pane."""
+    status, dropdown = client.predict("int3-row", "int2-row", "int2-row", "int2-row", "rtn", api_name="/recipe")
+    variant = dropdown["value"]                       # the top dropdown's update: now offering the recipe
+    assert variant in [c[1] for c in dropdown["choices"]] and variant == "recipe: embedding=int3-row lstm=int2-row decoder=int2-row rounding=rtn"
+    assert "MB** packed file" in status and "no speed claimed" in status
+    *_, last = list(client.submit("w1 w2", 12, 1.0, 5, True, variant, api_name="/generate"))
+    assert last[1].count('class="wlm-word') == 12 and "no speed claimed" in last[3]
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError, match="decoder must be fp32, int<bits>-row"):
+        client.predict("int3-row", "int2-row", "int2-row", "int9-row", "rtn", api_name="/recipe")
+    with pytest.raises(AppError, match="group 32 does not divide the 16 columns"):
+        client.predict("int3-g32", "fp32", "fp32", "fp32", "rtn", api_name="/recipe")
 
 
 def test_score_through_the_api(client):

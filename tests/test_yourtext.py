@@ -99,12 +99,15 @@ def test_panel_html_summary_and_turns(sharp_model, tiny_corpus, one_thread):
     html, notes = panel.run(TEXT, "qint8")
     want = score({"fp32": sharp_model, "qint8": models["qint8"].model}, tiny_corpus.dictionary, TEXT)
 
-    # the work ran in generate turns, one chunk of both models per turn, at the panel's 2 threads
+    # the work ran in generate turns, one chunk of both models per turn, at the panel's 2 threads; then
+    # one more turn for what "dynamic" means: the same chunks again, and the whole text in one call
     chunks = math.ceil(len(want.tokens) / CHUNK)
-    assert turns.granted == {"generate": chunks}
+    assert turns.granted == {"generate": chunks + 1}
+    n = len(want.tokens)
     for spy in models.values():
-        assert [c[2] for c in spy.calls] == [CHUNK, CHUNK, len(want.tokens) - 2 * CHUNK]
+        assert [c[2] for c in spy.calls] == [CHUNK, CHUNK, n - 2 * CHUNK] * 2 + [n]
         assert all(running == 1 and threads == 2 for running, threads, _ in spy.calls)
+    assert "What \"dynamic\" means" in notes and "calls of 64 tokens" in notes
     assert torch.get_num_threads() == 1                          # restored after each turn
 
     # one focusable span per word, in a wlm-score container, with the word's numbers

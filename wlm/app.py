@@ -18,8 +18,10 @@ from typing import Callable
 
 from .checkpoint import CheckpointError
 from .inspectview import InspectPanel
+from .ladderview import LadderPanel
 from .measureview import MeasurePanel
 from .quantize import QuantizationError
+from .recipeview import RecipePanel
 from .shared import DEFAULT_VARIANT, AppConfig, Shared
 from .sidebyside import SideBySide
 from .storage import app_paths
@@ -31,13 +33,16 @@ SPACES_LIVE_CAP = 40_000          # model-tokens (test tokens x models): ~20 s o
 
 
 class QuantDemo(Shared):
-    """The panels of the page over one ``Shared``: ``side``, ``your_text``, ``measure``, ``inspect``."""
+    """The panels of the page over one ``Shared``: ``side``, ``your_text``, ``measure``, ``inspect``,
+    ``ladder`` (how low can it go) and ``recipe`` (your recipe)."""
 
     def __init__(self, cfg: AppConfig):
         super().__init__(cfg)
         self.side = SideBySide(self)
         self.measure = MeasurePanel(self)
         self.inspect = InspectPanel(self)
+        self.ladder = LadderPanel(self)
+        self.recipe = RecipePanel(self)
         # the variant is checked as the model is asked for (fp32 is the reference, always there)
         self.your_text = YourText(lambda n: self.model(n).model, self.dictionary, self.turns, cfg.threads,
                                   variant_arg=self.variant_arg)

@@ -20,6 +20,7 @@ from .data import FULL_SLICE
 from .download import SHA256
 from .evaluate import Comparison
 from .palette import MODELS, MODULE_LABELS, PARTS
+from .recipes import is_recipe_name
 from .results import describe_version_differences, make_record, rows_of, select
 from .scorecard import scorecard_html
 from .stats import fmt_pm, within_noise
@@ -62,7 +63,7 @@ def _r(v, digits):
     return None if v is None or not math.isfinite(v) else round(v, digits)
 
 
-def table_row(m, engine: str) -> list:
+def table_row(m, engine: str, no_speed: bool = False) -> list:
     """One model's row of the comparison table: each figure with its standard error (±) or ~95%
     interval ([low-high]) where the record has them (older records: the bare figure)."""
     a = m.agreement
@@ -72,7 +73,8 @@ def table_row(m, engine: str) -> list:
     agree = ([fmt_pm(a.top1, a.top1_se, 4, False), fmt_pm(a.kl_mean, a.kl_mean_se, 5, False), _r(a.kl_p99, 4),
               fmt_pm(a.overlap, a.overlap_se, 4, False), fmt_pm(a.dp_rms, a.dp_rms_se, 5, False)] if a else [None] * 5)
     ci = m.speedup_ci
-    speed = f"{m.speedup:.2f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
+    speed = f"{m.speedup:.2f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + (
+        " (fp32 compute: no speed claimed)" if no_speed else "")
     return [m.model, engine, round(m.size_mb, 2), speed, round(m.tokens_per_s), change,
             fmt_pm(m.ppl, m.ppl_se, 2, False), *agree, fmt_pm(m.loss, m.loss_se, 4, False), round(m.seconds, 2)]
 
@@ -81,7 +83,9 @@ def table(record: dict | None) -> pd.DataFrame:
     if not record:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     engines = record.get("engines", {})
-    return pd.DataFrame([table_row(m, engines.get(m.model, "")) for m in rows_of(record)], columns=TABLE_COLUMNS)
+    slow = set(record.get("no_speed", ()))
+    return pd.DataFrame([table_row(m, engines.get(m.model, ""), m.model in slow) for m in rows_of(record)],
+                        columns=TABLE_COLUMNS)
 
 
 def size_svg(rows) -> str:
@@ -186,7 +190,8 @@ class MeasurePanel:
         record = make_record(slice_label=slice_label, threads=threads, variants=names, rows=rows,
                              engines={n: v.spec.engine for n, v in built.items()}, machine=machine,
                              checkpoint_sha256=app.ckpt.sha256, test_sha256=app.test_sha256(), timing=timing,
-                             plans={n: v.plan_sha256 for n, v in built.items() if v.plan_sha256})
+                             plans={n: v.plan_sha256 for n, v in built.items() if v.plan_sha256},
+                             no_speed=[n for n, v in built.items() if not v.spec.speed_claimed])
         app.keep(app.store, record)
         return self.view(record, focus, stored=False)
 
@@ -248,8 +253,16 @@ class MeasurePanel:
         return self.app.default_variant if self.app.default_variant in names or not names else names[0]
 
     def scorecard(self, shown: dict | None, focus) -> str:
-        """The scorecard of another variant, from the record on screen."""
-        return scorecard_html(shown if isinstance(shown, dict) else None, self.app.variant_arg(focus))
+        """The scorecard of another variant, from the record on screen; a visitor's recipe's from its
+        quick measurement (``Shared.quick_quality``), once it has one."""
+        name = self.app.variant_arg(focus)
+        if is_recipe_name(name):
+            quick = self.app.recipes.quick_record(name)
+            if quick:
+                return scorecard_html(quick, name)
+            return scorecard_html(None, name, "This recipe has no measurement yet: Build and measure it in "
+                                              "Your recipe.")
+        return scorecard_html(shown if isinstance(shown, dict) else None, name)
 
     def status(self, record: dict, stored: bool) -> str:
         """One line: what is shown, and where it comes from."""

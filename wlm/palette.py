@@ -15,6 +15,7 @@ MODELS = {
     "qint8-lstm-only": "#eeca3b",
     "qint8-linear-only": "#ff9da6",
     "qint8-mixed": "#54a24b",
+    "lowbit-mixed": "#8c6bb1",
     "ort-fp32": "#72b7b2",
     "ort-int8": "#4c78a8",
     "ort-int8-per-channel": "#17becf",
@@ -32,6 +33,12 @@ PARTS = {
     "session and copies": "#bab0ac",
 }
 PARTS.update({f"lstm.{k}": PARTS["lstm"] for k in range(8)})    # each LSTM layer: the LSTM's colour
+
+# the roundings of the bit ladder (wlm.lowbit)
+ROUNDINGS = {"rtn": "#f58518", "mse": "#4c78a8", "gptq": "#54a24b"}
+
+# a visitor's own recipe, wherever it is drawn
+RECIPE = "#d6616b"
 
 # the three SQNR measurements of the analysis
 SQNR = {"weights": "#4c78a8", "part alone": "#f58518", "in the model": "#54a24b"}

@@ -131,6 +131,8 @@ def verdict(recipe: dict) -> str:
 def plan_sha256(path_or_plan: str | os.PathLike | dict) -> str:
     """The sha256 of a plan (a part -> option dict, a recipe record, or a recipe file): of its
     JSON with sorted keys, so the same plan has the same key wherever it was written."""
+    if isinstance(path_or_plan, dict) and isinstance(path_or_plan.get("recipe"), str):
+        return hashlib.sha256(path_or_plan["recipe"].encode()).hexdigest()      # a low-bit recipe: its text
     if isinstance(path_or_plan, dict):
         plan = path_or_plan["plan"] if isinstance(path_or_plan.get("plan"), dict) else path_or_plan
     else:
@@ -196,3 +198,111 @@ def describe(plan: dict[str, str]) -> str:
         groups.setdefault(option, []).append(part)
     return "; ".join(f"{', '.join(ps)}: {lw.OPTIONS[o].split(',')[0] if o != 'fp32' else 'fp32'}"
                      for o, ps in groups.items())
+
+
+# ------------------------------------------------------------------ below 8 bits
+LOWBIT_FILE = RECIPE_FILE.parent / "lowbit-mixed.json"
+LOWBIT_FORMAT = "wlm-lowbit-recipe/1"
+LOWBIT_RULE = ("least summed single-part KL within the size budget (the packed file's bytes), over every part's "
+               "measured rungs, one rounding for all parts")
+LOWBIT_TARGET_RULE = ("the smallest packed file whose summed single-part KL is within the target, over every part's "
+                      "measured rungs, one rounding for all parts")
+
+
+def part_options(record: dict, rounding: str) -> dict[str, list[tuple[str, float, float]]]:
+    """part -> [(precision text, KL alone, MB the packed file grows by)] from a ladder record's
+    single-part rungs of ``rounding`` (the embedding's ``mse`` ones under ``gptq``: wlm.lowbit),
+    fp32 first at (0, 0)."""
+    from .lowbit import Precision
+    base = record["fp32"]["file_mb"]
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    for r in record["rungs"]:
+        if r["part"] == "all":
+            continue
+        want = "mse" if rounding == "gptq" and r["part"] == "embedding" else rounding
+        if r["rounding"] != want:
+            continue
+        out.setdefault(r["part"], [("fp32", 0.0, 0.0)]).append(
+            (Precision(r["bits"], r["group"]).text, r["kl"], r["file_mb"] - base))
+    return out
+
+
+def front(options: dict[str, list[tuple[str, float, float]]], base_mb: float) -> list[tuple[float, float, dict]]:
+    """The plans no other plan beats in both size and predicted KL, smallest first, as (MB, KL, plan):
+    the parts merged one at a time, each time keeping only that Pareto front (exact: a plan
+    off the front of its first parts cannot get onto it by adding more parts)."""
+    plans = [(base_mb, 0.0, {})]
+    for part, opts in options.items():
+        merged = sorted(((mb + d, kl + k, {**plan, part: text}) for mb, kl, plan in plans for text, k, d in opts),
+                        key=lambda t: (t[0], t[1]))
+        plans, best = [], float("inf")
+        for mb, kl, plan in merged:
+            if kl < best:
+                plans.append((mb, kl, plan))
+                best = kl
+    return plans
+
+
+def derive_lowbit(record: dict, budget_mb: float | None = None, target_kl: float | None = None) -> dict:
+    """The recipe of least predicted KL within ``budget_mb`` (or, with ``target_kl``, the smallest
+    whose predicted KL is at most that) from a ladder record (``wlm.ladder``), over each rounding,
+    with each rounding's front (the budget curve); ValueError when no plan fits."""
+    if (budget_mb is None) == (target_kl is None):
+        raise ValueError("give one of budget_mb and target_kl")
+    from .lowbit import Precision, Recipe
+    nlayers = sum(1 for p in {r["part"] for r in record["rungs"]} if p.startswith("lstm."))
+    names = ["embedding", *[f"lstm.{k}" for k in range(nlayers)], "decoder"]
+    fronts, best = {}, None
+    for rounding in sorted({r["rounding"] for r in record["rungs"]}):
+        options = part_options(record, rounding)
+        if set(options) != set(names):
+            continue                                  # a ladder without every part cannot make a whole plan
+        f = front(options, record["fp32"]["file_mb"])
+        fronts[rounding] = [[round(mb, 4), kl, Recipe(tuple((n, Precision.parse(plan[n], n)) for n in names),
+                                                      rounding).text] for mb, kl, plan in f]
+        if target_kl is None:
+            fits = [(kl, mb, text) for mb, kl, text in fronts[rounding] if mb <= budget_mb]
+        else:
+            fits = [(mb, kl, text) for mb, kl, text in fronts[rounding] if kl <= target_kl]
+        if fits and (best is None or min(fits)[0] < best[0]):
+            best = min(fits)
+    if best is None:
+        if not fronts:
+            raise ValueError("the ladder has no rounding with every part measured")
+        if target_kl is not None:
+            raise ValueError(f"no plan of this ladder is predicted at a KL of {target_kl} or less")
+        smallest = min(f[0][0] for f in fronts.values())
+        raise ValueError(f"budget must be at least {smallest:.2f} MB (the smallest plan of this ladder), got "
+                         f"{budget_mb}")
+    kl, mb, text = best if target_kl is None else (best[1], best[0], best[2])
+    return {"format": LOWBIT_FORMAT, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "recipe": text, "recipe_sha256": plan_sha256({"recipe": text}),
+            "budget_mb": budget_mb, "target_kl": target_kl,
+            "predicted_kl": kl, "predicted_mb": mb,
+            "rule": LOWBIT_RULE if target_kl is None else LOWBIT_TARGET_RULE, "split": record["split"],
+            "slice": record["slice"], "tokens": record["tokens"], "nlayers": nlayers,
+            "checkpoint_sha256": record["checkpoint_sha256"],
+            "calibration_sha256": record.get("calibration_sha256"), "fronts": fronts}
+
+
+def lowbit_derived_path(recipe_text: str, folder: str | os.PathLike = RECIPE_FILE.parent) -> Path:
+    return Path(folder) / f"{LOWBIT_FILE.stem}-{plan_sha256({'recipe': recipe_text})[:12]}.json"
+
+
+def load_lowbit(path: str | os.PathLike = LOWBIT_FILE, checkpoint_sha256: str | None = None) -> dict:
+    """A low-bit recipe record; ValueError with the reason when it cannot be used (among them one
+    derived on another checkpoint than ``checkpoint_sha256``)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"no usable low-bit recipe at {path} ({e}); derive one with `python -m wlm bits --split "
+                         f"valid --derive-recipe`") from None
+    if not isinstance(record, dict) or record.get("format") != LOWBIT_FORMAT or not isinstance(record.get("recipe"),
+                                                                                                  str):
+        raise ValueError(f"{path} is not a wlm low-bit recipe")
+    derived_on = record.get("checkpoint_sha256")
+    if checkpoint_sha256 is not None and derived_on is not None and derived_on != checkpoint_sha256:
+        raise ValueError(f"{path} was derived on checkpoint sha256 {derived_on[:12]}..., not on this one "
+                         f"({checkpoint_sha256[:12]}...); derive one for this checkpoint with `python -m wlm bits "
+                         f"--split valid --derive-recipe`")
+    return record

@@ -34,6 +34,8 @@ KEY_FIELDS = ("slice", "threads", "variants", "test_sha256", "checkpoint_sha256"
 INSPECTION_FORMAT = "wlm-inspection/1"
 INSPECTION_KEY_FIELDS = ("slice", "threads", "variant", "test_sha256", "checkpoint_sha256", "cpu", "versions",
                          "plan_sha256")
+LADDER_FORMAT = "wlm-ladder/1"
+LADDER_KEY_FIELDS = ("split", "slice", "data_sha256", "checkpoint_sha256", "calibration_sha256", "cpu", "versions")
 OPTIONAL_KEY_FIELDS = ("plans", "plan_sha256")    # in a record's key only when set: older keys stay as they were
 MAX_RECORDS = 200                  # a store's own records kept (least recently shown beyond this are removed)
 
@@ -100,17 +102,19 @@ def describe_version_differences(record: dict, current: dict | None = None) -> s
 
 def make_record(*, slice_label: str, threads: int, variants: list[str], rows: list[Measurement],
                 engines: dict, machine: dict, checkpoint_sha256: str, test_sha256: str,
-                source: str = "app", timing: dict | None = None, plans: dict[str, str] | None = None) -> dict:
+                source: str = "app", timing: dict | None = None, plans: dict[str, str] | None = None,
+                no_speed: list[str] | None = None) -> dict:
     """A measurement as stored. ``variants`` in canonical order (fp32 first, then as
     ``wlm.variants.VARIANTS`` lists them); ``test_sha256`` of the test file measured;
     ``source``: what measured it ("app" or the bench command); ``timing``: the measurement's
     own wall and model seconds; ``plans``: variant -> sha256 of the plan it was built from, for
-    the variants that follow a plan file (``wlm.variants.Variant.plan_sha256``)."""
+    the variants that follow a plan file (``wlm.variants.Variant.plan_sha256``); ``no_speed``: the
+    variants whose speed is not claimed (low-bit weights computed in fp32)."""
     plans = {v: plans[v] for v in variants if plans and plans.get(v)} or None
     return {"format": FORMAT, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "slice": slice_label, "threads": threads, "variants": list(variants), "test_sha256": test_sha256,
             "checkpoint_sha256": checkpoint_sha256, "cpu": machine.get("cpu"), "versions": versions(),
-            **({"plans": plans} if plans else {}),
+            **({"plans": plans} if plans else {}), **({"no_speed": list(no_speed)} if no_speed else {}),
             "machine": machine, "engines": engines, "source": source, "timing": timing or {},
             "tokens": rows[0].tokens, "rows": [m.to_dict() for m in rows]}
 
@@ -124,6 +128,21 @@ def make_inspection_record(*, slice_label: str, threads: int, variant: str, repo
             "checkpoint_sha256": checkpoint_sha256, "cpu": machine.get("cpu"), "versions": versions(),
             **({"plan_sha256": plan_sha256} if plan_sha256 else {}),
             "machine": machine, "source": source, "report": report}
+
+
+def make_ladder_record(*, split: str, slice_label: str, ladder, machine: dict, checkpoint_sha256: str,
+                       data_sha256: str, calibration: dict | None, source: str, threads: int) -> dict:
+    """A bit ladder (``wlm.ladder.Ladder``, finished) as stored: every rung's figures, fp32's loss
+    and file, and what the ladder was measured on."""
+    loss, loss_se = ladder.fp32_loss()
+    return {"format": LADDER_FORMAT, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "split": split, "slice": slice_label, "tokens": ladder.n, "data_sha256": data_sha256,
+            "checkpoint_sha256": checkpoint_sha256,
+            "calibration_sha256": (calibration or {}).get("sha256"), "calibration": calibration,
+            "cpu": machine.get("cpu"), "versions": versions(), "machine": machine, "threads": threads,
+            "source": source, "call_tokens": ladder.call_tokens, "seconds": ladder.seconds,
+            "fp32": {"loss": loss, "loss_se": loss_se, "file_mb": ladder.fp32_mb},
+            "rungs": [r.to_dict() for r in ladder.results()]}
 
 
 def key_of(record: dict, fields=KEY_FIELDS) -> str:
@@ -177,6 +196,11 @@ class ResultStore:
         """The store of inspections beside this one (same folders)."""
         return ResultStore(self.folder, self.shipped, fmt=INSPECTION_FORMAT, prefix="inspect",
                            key_fields=INSPECTION_KEY_FIELDS, max_records=self.max_records)
+
+    def ladders(self) -> "ResultStore":
+        """The store of bit ladders (``wlm.ladder``) beside this one (same folders)."""
+        return ResultStore(self.folder, self.shipped, fmt=LADDER_FORMAT, prefix="ladder",
+                           key_fields=LADDER_KEY_FIELDS, max_records=self.max_records)
 
     def path(self, record_or_key: dict) -> Path:
         return self.folder / f"{self.prefix}-{key_of(record_or_key, self.key_fields)}.json"

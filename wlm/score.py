@@ -61,6 +61,7 @@ class ScoreResult:
     top1: float
     kl_mean: float
     unknown: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)        # the ids the models read, one per word
 
     @property
     def names(self) -> tuple[str, str]:
@@ -156,7 +157,7 @@ class Scorer:
         return ScoreResult(tokens=self.dictionary.decode(self.ids), words=list(words), models=models, kl=self.kl,
                            dlogp=[b - a for a, b in zip(ref, var)], top1_same=self.top1_same,
                            top1=float(np.mean(self.top1_same)), kl_mean=float(np.mean(self.kl)),
-                           unknown=list(unknown))
+                           unknown=list(unknown), ids=list(self.ids))
 
 
 def score(models: dict, dictionary: Dictionary, text: str, chunk: int = CHUNK) -> ScoreResult:

@@ -48,9 +48,11 @@ def provenance(record: dict) -> str:
     what = ("the full WikiText-2 test split" if str(record.get("slice", "")).startswith("all")
             else "the first WikiText-2 test tokens")
     where = "the project's development machine" if record.get("shipped") else "this server"
+    if record.get("source") == "the page's recipe":
+        where = "this server, a quick check of your recipe"
     versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
     threads = record.get("threads", 1)
-    return (f"{what[0].upper()}{what[1:]} ({fp['tokens']:,} tokens), {threads} thread{'s' if threads != 1 else ''}, "
+    return (f"{what[0].upper()}{what[1:]} ({fp['tokens']:,} tokens, calls of 25), {threads} thread{'s' if threads != 1 else ''}, "
             f"measured {str(record.get('when', ''))[:10]} on {record.get('cpu', '?')} ({where}; {versions}).")
 
 
@@ -68,7 +70,7 @@ def scorecard_html(record: dict | None, variant: str, note: str = "") -> str:
     fp, q = (_row(record, "fp32"), _row(record, variant)) if record else (None, None)
     if not fp or not q:
         why = ("No measurement of " + e(variant) + " is shown yet: tick it in <b>Measure</b> and click Measure."
-               if record else "No measurement yet: open <b>Measure</b> and click Measure.")
+               if record else "" if note else "No measurement yet: open <b>Measure</b> and click Measure.")
         return f'<div class="wlm-scorecard" id="wlm-scorecard-body"><div class="wlm-card-note">{why}</div>{foot}</div>'
     a = q.get("agreement") or {}
     kept = kept_fp32(fp, q)
@@ -79,9 +81,14 @@ def scorecard_html(record: dict | None, variant: str, note: str = "") -> str:
     ci = q.get("speedup_ci")
     ci_txt = f" (95% interval {ci[0]:.2f}-{ci[1]:.2f})" if ci and all(map(math.isfinite, ci)) else ""
     threads = record.get("threads", 1)
-    speed = _card("Evaluation speed", f'{q["speedup"]:.2f}x {"faster" if q["speedup"] >= 1 else "slower"}', "speedup",
-                  [f'{q["tokens_per_s"]:,.0f} vs {fp["tokens_per_s"]:,.0f} tokens/s{ci_txt}',
-                   f'{threads} thread{"s" if threads != 1 else ""}, {e(str(record.get("cpu", "?")))}'])
+    if variant in record.get("no_speed", ()):
+        speed = _card("Evaluation speed", "no speed claimed", "speedup",
+                      ["its low-bit weights are dequantized and computed in fp32, so it runs as fp32 does "
+                       f'({q["speedup"]:.2f}x here); a packed low-bit kernel would be needed for a speed-up'])
+    else:
+        speed = _card("Evaluation speed", f'{q["speedup"]:.2f}x {"faster" if q["speedup"] >= 1 else "slower"}',
+                      "speedup", [f'{q["tokens_per_s"]:,.0f} vs {fp["tokens_per_s"]:,.0f} tokens/s{ci_txt}',
+                                  f'{threads} thread{"s" if threads != 1 else ""}, {e(str(record.get("cpu", "?")))}'])
     se = q.get("loss_change_se")
     noise = ' <span class="wlm-noise" data-field="within_noise">within noise</span>' if within_noise(
         q["loss_change"], se) else ""

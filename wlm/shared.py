@@ -18,7 +18,8 @@ from .bench import call_sentence
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .data import TEST_TOKENS, load_split, resolve_data_dir
 from .download import SHA256, DownloadError, download, sha256_file
-from .results import ResultStore
+from .recipes import QUICK_TOKENS, RecipeBook, is_recipe_name
+from .results import ResultStore, make_record
 from .results import versions as result_versions
 from .threads import PAGE_CHOICES, allowed_threads, usable_cpus
 from .turns import DEFAULT_MEASURE_SHARE, CpuTurns
@@ -91,6 +92,8 @@ class Shared:
         self.store = ResultStore(cache_dir(cfg.cache) / "results",
                                  shipped=[cfg.shipped_results] if cfg.shipped_results else [])
         self.inspections = self.store.inspections()
+        self.ladders = self.store.ladders()
+        self.recipes = RecipeBook(self.ckpt, guard=self.turns.build)   # visitors' own low-bit recipes
         self._call_lines: dict[str, str] = {}
         self.load_seconds = time.perf_counter() - t0
 
@@ -102,9 +105,19 @@ class Shared:
         return self.variants.prebuild([n for n in names if not self.variants.is_built(n)], log=log.warning)
 
     def model(self, name: str):
-        """The built variant ``name`` (a ``wlm.variants.Variant``), built now if needed (waiting only
-        for its own build); ValueError in a sentence a visitor can act on if it cannot be built here
-        (the reason goes to the server log, once per failure)."""
+        """The built variant ``name`` (a ``wlm.variants.Variant``; a visitor's recipe by its name,
+        ``wlm.recipes``), built now if needed (waiting only for its own build); ValueError in a
+        sentence a visitor can act on if it cannot be built here (the reason goes to the server
+        log, once per failure)."""
+        if is_recipe_name(name):
+            try:
+                return self.recipes.get(name)
+            except ValueError:
+                raise
+            except Exception as e:                  # e.g. out of memory: the page keeps serving
+                log.warning("recipe %s could not be built: %s", name, e)
+                raise ValueError("this recipe could not be built on this server; the other variants still "
+                                 "work.") from None
         try:
             return self.variants.get(name)
         except VariantBuildError as e:
@@ -117,6 +130,13 @@ class Shared:
         (stored results of such a variant are keyed by it)."""
         return self.variants.plans([n for n in names if n != REFERENCE])
 
+    def spec(self, name: str):
+        """The ``wlm.variants.VariantSpec`` of a variant or a visitor's recipe."""
+        return self.recipes.spec(name) if is_recipe_name(name) else VARIANTS[name]
+
+    def is_built(self, name: str) -> bool:
+        return self.recipes.is_built(name) if is_recipe_name(name) else self.variants.is_built(name)
+
     def offered(self) -> list[str]:
         """fp32 and every variant offered, in canonical order."""
         return [REFERENCE, *self.choices]
@@ -127,9 +147,13 @@ class Shared:
     bool_arg = staticmethod(checks.as_bool)
     seed_arg = staticmethod(checks.as_seed)
 
-    def variant_arg(self, name, field: str = "variant", default: bool = True) -> str:
+    def variant_arg(self, name, field: str = "variant", default: bool = True, recipes: bool = True) -> str:
+        """An offered variant's name, or (``recipes``) a visitor's recipe's canonical name
+        (``recipe: embedding=int4-g32 ...``, ``wlm.recipes``); ValueError naming ``field`` otherwise."""
         if default and name in (None, ""):
             name = DEFAULT_VARIANT
+        if recipes and is_recipe_name(name):
+            return self.recipes.name(name, field)
         if not isinstance(name, str) or name not in self.choices:
             why = f" ({self.hidden[name]})" if isinstance(name, str) and name in self.hidden else ""
             raise ValueError(f"{field} must be one of {', '.join(self.choices)}, got {checks.short(name)}{why}")
@@ -159,7 +183,7 @@ class Shared:
         if not isinstance(variants, (list, tuple)) or not variants:
             raise ValueError(f"variants must be a non-empty list of {', '.join(self.choices)}, "
                              f"got {checks.short(variants)}")
-        chosen = {self.variant_arg(v, "variants", default=False) for v in variants}
+        chosen = {self.variant_arg(v, "variants", default=False, recipes=False) for v in variants}
         return [REFERENCE] + [n for n in VARIANTS if n in chosen]
 
     # ---------------------------------------------------------------- the test split
@@ -241,10 +265,43 @@ class Shared:
             self._call_lines[variant] = call_sentence(r, variant) if r else ""
         return self._call_lines[variant]
 
+    def quick_quality(self, name: str, progress=None) -> dict:
+        """fp32 against a visitor's recipe on the first ``QUICK_TOKENS`` test tokens (bptt 25, batch
+        1, in measurement turns), as a measurement record (``wlm.results``) marked quality only;
+        made once per recipe (``wlm.recipes.RecipeBook.quick``)."""
+        from .bench import machine_info, measurements
+        from .data import slice_label
+        from .evaluate import Comparison
+        from .threads import num_threads
+
+        def measure(variant) -> dict:
+            why = self.ensure_test_split()
+            if why:
+                log.warning("recipe: %s", why)
+                raise ValueError("the WikiText-2 test split could not be fetched on this server, so the recipe "
+                                 "was built but not measured; try again later.")
+            ref = self.model("fp32")
+            models = {"fp32": ref.model, name: variant.model}
+            c = Comparison(models, self.test_split(), max_tokens=QUICK_TOKENS + 1, block_chunks=4)
+            while not c.done:
+                with self.turns.chunk(), num_threads(self.cfg.threads):
+                    c.step()
+                if progress:
+                    progress(*c.tokens)
+            rows = measurements(models, c, {"fp32": ref.size, name: variant.size})
+            record = make_record(slice_label=slice_label(QUICK_TOKENS), threads=self.cfg.threads,
+                                 variants=["fp32", name], rows=rows, engines={"fp32": "torch", name: "torch"},
+                                 machine=machine_info(self.cfg.threads), checkpoint_sha256=self.ckpt.sha256,
+                                 test_sha256=self.test_sha256(), source="the page's recipe")
+            record["no_speed"] = [name]
+            return record
+        return self.recipes.quick(name, measure)
+
     # ---------------------------------------------------------------- descriptions
     def model_text(self, name: str) -> str:
         v = self.model(self.variant_arg(name) if name != REFERENCE else name)
-        how = "torch.save of the state_dict" if v.spec.engine == "torch" else "bytes of the .onnx file"
+        how = ("bytes of its packed .safetensors file" if not v.spec.speed_claimed
+               else "torch.save of the state_dict" if v.spec.engine == "torch" else "bytes of the .onnx file")
         return f"{v.description}\n\n# {v.spec.engine}: {v.spec.recipe}\n# size: {v.size.total_mb:.3f} MB ({how})"
 
     def variants_note(self) -> str:

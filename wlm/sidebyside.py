@@ -14,7 +14,7 @@ from .generate import MAX_WORDS, GenerationConfig
 from .pair import PromptStep, generate_pair
 from .text import format_p, render_pane
 from .threads import num_threads
-from .variants import REFERENCE, VARIANTS
+from .variants import NO_SPEED, REFERENCE
 
 if TYPE_CHECKING:
     from .shared import Shared
@@ -56,6 +56,7 @@ class PairRun:
         self.mark, self.top = None, None
         self.disturbed_words = 0
         self.why_faster = ""           # a measured sentence on why per-word speed-ups are larger (at the end)
+        self.no_speed = False          # the right pane's low-bit weights compute in fp32: its speed says nothing
 
     def add(self, step) -> None:
         self.steps.append(step)
@@ -69,6 +70,8 @@ class PairRun:
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         stats = [f"**{name}**: {n / s:,.0f} words/s · {1000 * s / n:.2f} ms per word ({n} words, {threads})"
                  if n and s > 0 else f"**{name}**: reading the prompt…" for name, s in zip(names, self.secs)]
+        if self.no_speed and n:
+            stats[1] += f" · {NO_SPEED}"
         htmls = [render_pane(self.prompt_words, [s.info[k] for s in self.steps], names, self.raw, self.mark)
                  for k in (0, 1)]
         notes = []
@@ -94,7 +97,7 @@ class PairRun:
         else:
             w = self.steps[self.mark].words
             head = (f"**Identical for the first {self.mark} of {n} words.** At word {self.mark + 1} (boxed) {a} wrote "
-                    f"“{w[0]}”, {b} “{w[1]}”: int8 moved that word's probability enough that the shared random "
+                    f"“{w[0]}”, {b} “{w[1]}”: quantization moved that word's probability enough that the shared random "
                     f"number picked another word. From there each model continues from its own text; because both "
                     f"still draw with the same noise, the texts can meet again later, and the panes differ at "
                     f"{differ} of {n} positions.")
@@ -152,13 +155,14 @@ class SideBySide:
                                seed=app.seed_arg(seed))
         name = app.variant_arg(variant)
         raw = app.bool_arg("raw", raw)
-        if not app.variants.is_built(name):
-            yield ("", "", "", "", f"Preparing **{name}** (first use: {VARIANTS[name].recipe})…", "")
+        if not app.is_built(name):
+            yield ("", "", "", "", f"Preparing **{name}** (first use: {app.spec(name).recipe})…", "")
         pair = [app.model(REFERENCE), app.model(name)]     # waits for this variant's build only
         threads = app.cfg.threads
         run = PairRun((REFERENCE, name), app.dictionary.tokenize(prompt), app.dictionary.encode(prompt).unknown,
                       raw, cfg=cfg, threads=threads)
         run.why_faster = app.call_line(name)
+        run.no_speed = not app.spec(name).speed_claimed
         # a long prompt is read a chunk per step, so no step is longer than a chunk's work
         steps = generate_pair([v.model for v in pair], app.dictionary, cfg, threads=None, prompt_steps=True)
         done = False
@@ -189,4 +193,6 @@ class SideBySide:
 
     def title(self, name) -> str:
         name = self.app.variant_arg(name)
-        return f"## {name} ({VARIANTS[name].engine})"
+        spec = self.app.spec(name)
+        engine = spec.engine if spec.speed_claimed else f"{spec.engine}, low-bit weights computed in fp32"
+        return f"## {name} ({engine})"

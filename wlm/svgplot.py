@@ -281,36 +281,72 @@ def dots_svg(categories: list[str], series: dict[str, list[tuple[float, float | 
 # ---------------------------------------------------------------------------- lines
 def lines_svg(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, title: str,
               colors: dict[str, str] | None = None, empty: str = "nothing yet", step: bool = False,
-              log_y: bool = False, width: int = W) -> str:
-    """One line per series of (x, y) points (``step``: drawn as a histogram's steps; ``log_y``:
-    a log10 axis labelled with real values, where y <= 0 is left out). ``width``: of the
-    viewBox, for a chart that spans a whole row."""
+              log_y: bool = False, width: int = W, *, log_x: bool = False, reverse_x: bool = False,
+              x_ticks: list[float] | None = None, errors: dict[str, list[float | None]] | None = None,
+              marks: bool = False, points: list[tuple[str, float, float]] | None = None,
+              dashed: set[str] | frozenset = frozenset()) -> str:
+    """One line per series of (x, y) points (``step``: drawn as a histogram's steps; ``log_y`` /
+    ``log_x``: log10 axes labelled with real values, where values <= 0 are left out). ``width``:
+    of the viewBox, for a chart that spans a whole row. ``reverse_x``: x grows to the left;
+    ``x_ticks``: the x ticks to label (else round ones). ``marks``: a dot at every point, with a
+    whisker of ``errors[name][i]`` (half-width) where given. ``points``: (name, x, y) drawn as
+    named dots over the lines. ``dashed``: series drawn dashed."""
     out, box = _frame(title, xlabel, ylabel, w=width)
-    pts = {n: [(x, y) for x, y in s if math.isfinite(x) and math.isfinite(y) and (y > 0 or not log_y)]
-           for n, s in series.items()}
-    allp = [p for s in pts.values() for p in s]
+    keep = (lambda x, y: math.isfinite(x) and math.isfinite(y) and (y > 0 or not log_y)     # noqa: E731
+            and (x > 0 or not log_x))
+    idx = {n: [i for i, (x, y) in enumerate(s) if keep(x, y)] for n, s in series.items()}
+    pts = {n: [series[n][i] for i in ii] for n, ii in idx.items()}
+    named = [(n, x, y) for n, x, y in (points or []) if keep(x, y)]
+    allp = [p for s in pts.values() for p in s] + [(x, y) for _, x, y in named]
     if not allp:
         return _empty(out, box, empty)
     x0, x1, y0, y1 = box
-    sx = _Axis(min(p[0] for p in allp), max(p[0] for p in allp), x0, x1)
-    ys = [p[1] for p in allp]
+    xs, ys = [p[0] for p in allp], [p[1] for p in allp]
+    sx = _Axis(min(xs), max(xs), x1 if reverse_x else x0, x0 if reverse_x else x1, log=log_x)
+    if x_ticks:
+        sx.ticks = [t for t in x_ticks if (t > 0 or not log_x)]
+        if not log_x:
+            sx.lo, sx.hi = min(sx.ticks + xs), max(sx.ticks + xs)
     sy = _Axis(min(ys), max(ys), y1, y0, log=log_y, zero=not log_y)
     for v in sx.ticks:
         out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{y1}" y2="{y1 + 4}" style="stroke: {GRID}"/>'
-                   f'<text x="{sx(v):.1f}" y="{y1 + 16}" text-anchor="middle">{_fmt(v)}</text>')
+                   f'<text x="{sx(v):.1f}" y="{y1 + 16}" text-anchor="middle">{_fmt(v, log_x)}</text>')
     for v in sy.ticks:
         out.append(f'<line x1="{x0 - 4}" x2="{x1}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" style="stroke: {GRID}"/>'
                    f'<text x="{x0 - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_fmt(v, log_y)}</text>')
     for k, (name, s) in enumerate(pts.items()):
         if not s:
             continue
+        color = _color(colors, name, k)
         coords = []
         for i, (x, y) in enumerate(s):
             if step and i:
                 coords.append(f"{sx(x):.1f},{sy(s[i - 1][1]):.1f}")
             coords.append(f"{sx(x):.1f},{sy(y):.1f}")
+        dash = ' stroke-dasharray="5 3"' if name in dashed else ""
         out.append(f'<g class="line"><title>{esc(name)}</title><polyline fill="none" '
-                   f'stroke="{_color(colors, name, k)}" stroke-width="1.8" points="{" ".join(coords)}"/></g>')
-    _legend(out, list(pts), colors, x=x1 + 12)
+                   f'stroke="{color}" stroke-width="1.8"{dash} points="{" ".join(coords)}"/>')
+        if marks:
+            errs = (errors or {}).get(name)
+            for i, (x, y) in zip(idx[name], s):
+                e = errs[i] if errs and i < len(errs) else None
+                what = f"{name}: {_fmt(x, log_x)}, {_fmt(y, log_y)}" + (f" ± {_fmt(e, log_y)}" if e else "")
+                whisker = ""
+                if e:
+                    a, b = sy(max(y - e, 10 ** sy.lo) if log_y else y - e), sy(y + e)
+                    whisker = (f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{a:.1f}" y2="{b:.1f}" '
+                               f'style="stroke: {INK}" stroke-width="1"/>')
+                out.append(f'<g class="mark"><title>{esc(what)}</title>{whisker}<circle cx="{sx(x):.1f}" '
+                           f'cy="{sy(y):.1f}" r="3" fill="{color}"/></g>')
+        out.append("</g>")
+    for k, (name, x, y) in enumerate(named):
+        cx, cy = sx(x), sy(y)
+        right = cx + 8 + 6.6 * len(name) < width - 4
+        out.append(f'<g class="point"><title>{esc(name)}: {esc(xlabel)} {_fmt(x, log_x)}, {esc(ylabel)} '
+                   f'{_fmt(y, log_y)}</title><circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" '
+                   f'fill="{_color(colors, name, k + len(pts))}" style="stroke: {INK}" stroke-width="0.6"/>'
+                   f'<text x="{cx + 8 if right else cx - 8:.1f}" y="{cy - 6:.1f}" '
+                   f'text-anchor="{"start" if right else "end"}">{esc(name)}</text></g>')
+    _legend(out, [n for n in pts if pts[n]], colors, x=x1 + 12)
     out.append("</svg>")
     return "".join(out)

@@ -23,13 +23,23 @@ import torch.nn as nn
 from . import onnx_engine
 from .checkpoint import Checkpoint
 from .quantize import QuantRecipe, SizeReport, model_size, quantize
-from .recipe import RECIPE_FILE, plan_sha256
+from .recipe import LOWBIT_FILE, RECIPE_FILE, plan_sha256
 
 
 @dataclass(frozen=True)
 class PlanFile:
     """A recipe chosen by ``wlm.recipe`` and stored as data: each part's precision."""
     path: Path
+
+
+@dataclass(frozen=True)
+class LowBitFile:
+    """A low-bit recipe (``wlm.lowbit``) chosen from the bit ladder and stored as data
+    (``wlm.recipe.derive_lowbit``): its weights at 2-8 bits, computed in fp32."""
+    path: Path
+
+
+NO_SPEED = "quality of low-bit weights, computed in fp32: no speed claimed"
 
 REFERENCE = "fp32"
 DEFAULT_CACHE = Path("data/cache")
@@ -40,8 +50,9 @@ class VariantSpec:
     name: str
     engine: str                    # "torch" or "onnxruntime"
     recipe: str                    # what is quantized, and how
-    recipe_config: QuantRecipe | PlanFile | str | None = None   # torch: a QuantRecipe or a plan file;
+    recipe_config: object = None   # torch: a QuantRecipe, a PlanFile, a LowBitFile or a wlm.lowbit.Recipe;
     # onnxruntime: "fp32" / "int8" / "int8-per-channel"
+    speed_claimed: bool = True     # False: the weights are low-bit but the model computes in fp32 (NO_SPEED)
 
 
 VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
@@ -58,6 +69,9 @@ VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
     VariantSpec("qint8-mixed", "torch", "chosen by the analysis (`wlm inspect --derive-recipe`): each part int8 "
                 "per tensor, per channel, 8-bit rows or fp32, the least summed single-part KL within 31 MB",
                 PlanFile(RECIPE_FILE)),
+    VariantSpec("lowbit-mixed", "torch", "chosen from the bit ladder (`wlm bits --split valid --derive-recipe`): "
+                "each part at 2-8 bits per row or per group of 32, GPTQ-rounded, the least summed single-part KL "
+                f"within 18 MB of packed file; {NO_SPEED}", LowBitFile(LOWBIT_FILE), speed_claimed=False),
     VariantSpec("ort-fp32", "onnxruntime", "the fp32 model exported to ONNX (opset 17)", "fp32"),
     VariantSpec("ort-int8", "onnxruntime", "onnxruntime quantize_dynamic, QInt8 weights: LSTM, MatMul, Gather "
                 "(the embedding)", "int8"),
@@ -113,7 +127,25 @@ def unavailable(name: str, checkpoint_sha256: str | None = None) -> str | None:
             _load_plan(spec.recipe_config.path, checkpoint_sha256)
         except ValueError as e:
             return str(e)
+    if isinstance(spec.recipe_config, LowBitFile):
+        try:
+            _lowbit_recipe(spec.recipe_config.path, checkpoint_sha256)
+        except ValueError as e:
+            return str(e)
     return onnx_engine.available() if spec.engine == "onnxruntime" else None
+
+
+def _lowbit_recipe(path: Path, checkpoint_sha256: str | None, nlayers: int | None = None):
+    """The ``wlm.lowbit.Recipe`` a low-bit recipe file holds (its calibration checked when it
+    rounds by gptq); ValueError with the reason when it cannot be used here."""
+    from .gptq import Calibration
+    from .lowbit import Recipe
+    from .recipe import load_lowbit
+    record = load_lowbit(path, checkpoint_sha256)
+    recipe = Recipe.parse(record["recipe"], nlayers or record.get("nlayers", 5))
+    if recipe.rounding == "gptq":
+        Calibration.load(checkpoint_sha256=checkpoint_sha256)
+    return recipe
 
 
 def variant_plans(names, checkpoint_sha256: str | None = None) -> dict[str, str]:
@@ -122,11 +154,14 @@ def variant_plans(names, checkpoint_sha256: str | None = None) -> dict[str, str]
     out = {}
     for name in names:
         spec = VARIANTS[name]
-        if isinstance(spec.recipe_config, PlanFile):
-            try:
+        try:
+            if isinstance(spec.recipe_config, PlanFile):
                 out[name] = plan_sha256(_load_plan(spec.recipe_config.path, checkpoint_sha256))
-            except ValueError:
-                pass
+            elif isinstance(spec.recipe_config, LowBitFile):
+                from .recipe import load_lowbit
+                out[name] = plan_sha256(load_lowbit(spec.recipe_config.path, checkpoint_sha256))
+        except ValueError:
+            pass
     return out
 
 
@@ -143,6 +178,9 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
     if why:
         raise RuntimeError(f"{name}: {why}")
     spec = VARIANTS[name]
+    if isinstance(spec.recipe_config, LowBitFile):
+        return build_lowbit(spec, ckpt, _lowbit_recipe(spec.recipe_config.path, ckpt.sha256,
+                                                        ckpt.model.config.nlayers))
     if spec.engine == "torch" and isinstance(spec.recipe_config, PlanFile):
         from .layerwise import quantize_plan
         from .recipe import describe
@@ -161,6 +199,32 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
     text = (f"{model}\n\nONNX graph ({spec.recipe_config}): "
             + ", ".join(f"{op} x{k}" if k > 1 else op for op, k in sorted(ops.items())))
     return Variant(spec, model, lambda: onnx_engine.onnx_size(path), text)
+
+
+def build_lowbit(spec: VariantSpec, ckpt: Checkpoint, recipe, hessians=None) -> Variant:
+    """A variant of a ``wlm.lowbit.Recipe``: its weights quantized (gptq: with the shipped
+    calibration, ``wlm.gptq``) and dequantized to fp32; its size is its packed file's bytes
+    (``wlm.packed``), per module the bytes of that module's tensors in the file."""
+    from .lowbit import quantize_model
+    from .packed import file_size, packed_tensors
+    if recipe.rounding == "gptq" and hessians is None:
+        from .gptq import Calibration
+        hessians = Calibration.load(checkpoint_sha256=ckpt.sha256).hessians
+    model, quantized = quantize_model(ckpt.model, recipe, hessians)
+    vocab = ckpt.dictionary.idx2word
+
+    def size() -> SizeReport:
+        tensors, _ = packed_tensors(model, quantized, pack=False)
+        modules: dict[str, float] = {}
+        for key, t in tensors.items():
+            module = key.split(".")[0]
+            modules[module] = modules.get(module, 0.0) + t.numel() * t.element_size() / 1e6
+        return SizeReport(file_size(model, vocab, recipe.text, quantized) / 1e6, modules)
+    model.quantized, model.recipe_text = quantized, recipe.text
+    lines = [f"{p}: {prec.text}" for p, prec in recipe.parts]
+    text = (f"{model}\n\n# recipe: {recipe.text}\n# " + "\n# ".join(lines)
+            + f"\n# the weights dequantized to fp32 for computing: {NO_SPEED}")
+    return Variant(spec, model, size, text, plan_sha256({"recipe": recipe.text}))
 
 
 def _graph(path: Path):

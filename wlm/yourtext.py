@@ -17,7 +17,8 @@ import threading
 from typing import Callable
 
 from .data import Dictionary
-from .score import ScoreResult, Scorer, read_text, se_note
+from .dynamic import chunking, explain
+from .score import CHUNK, ScoreResult, Scorer, read_text, se_note
 from .stats import fmt_pm
 from .text import FULL_SHADE, SHADE_RGB, format_p, pieces, shade
 from .threads import num_threads
@@ -174,9 +175,13 @@ class YourText:
         return scorer.result(words, unknown)
 
     def run(self, text, variant: str) -> tuple[str, str]:
-        """(HTML of the shaded text with its legend, Markdown summary) for the page."""
+        """(HTML of the shaded text with its legend, Markdown summary) for the page; the summary ends
+        with what cutting the text into calls differently does (``wlm.dynamic``)."""
         result = self.score(text, variant)
-        return render_text(result), summary(result)
+        models = {n: self.get_model(n) for n in result.names}
+        with self.turns.generate(), num_threads(self.threads):
+            d = chunking(models, self.dictionary, result.ids, CHUNK)
+        return render_text(result), summary(result) + "\n\n" + explain(d, *result.names)
 
     def first_view(self) -> tuple[str, str]:
         """The panel as it opens: the first example scored by the default variant, computed once (on

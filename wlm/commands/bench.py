@@ -71,7 +71,8 @@ def run(args) -> int:
                              source=command_line(args),
                              timing={"wall_s": timing["wall_s"][0], "models_s": timing["models_s"][0],
                                      "ratio_ci": timing["ratio_ci"]},
-                             plans={n: v.plan_sha256 for n, v in variants.items() if v.plan_sha256})
+                             plans={n: v.plan_sha256 for n, v in variants.items() if v.plan_sha256},
+                             no_speed=[n for n, v in variants.items() if not v.spec.speed_claimed])
         record["speed"], record["generation"] = speed, gen
         folder = Path(args.save_to) if args.save_to else cache_dir(args.cache) / "results"
         stderr_log(f"stored: {ResultStore(folder).save(record)}")

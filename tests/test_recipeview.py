@@ -1,0 +1,72 @@
+"""The "Your recipe" panel (wlm.recipeview) through the app: built, measured, written with, refused."""
+import re
+
+import pytest
+
+from wlm.app import AppConfig, QuantDemo
+from wlm.checkpoint import save_checkpoint
+from wlm.recipes import NAME_PREFIX
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, tiny_dir, tiny_corpus):
+    import torch
+    from tests.conftest import sharpen
+    from wlm.model import LSTMModel, ModelConfig
+    torch.manual_seed(0)
+    model = sharpen(LSTMModel(ModelConfig(len(tiny_corpus.dictionary), ninp=64, nhid=32, nlayers=2)).eval(), 10)
+    ck = save_checkpoint(tmp_path_factory.mktemp("ck") / "m.safetensors", model, tiny_corpus.dictionary)
+    return QuantDemo(AppConfig(checkpoint=str(ck), data=str(tiny_dir), cache=str(tmp_path_factory.mktemp("cache")),
+                               thread_choices=(1, 2)))
+
+
+def words(pane: str) -> list[str]:
+    return re.findall(r'<span class="wlm-word[^"]*"[^>]*>([^<]*)</span>', pane)
+
+
+def test_a_built_recipe_has_its_real_size_a_quick_quality_and_writes(app):
+    values = ("int2-g32", "int2-row", "int2-row", "int2-g32", "rtn")
+    status, choices, name = app.recipe.build(*values)
+    assert name == NAME_PREFIX + "embedding=int2-g32 lstm=int2-row decoder=int2-g32 rounding=rtn"
+    assert choices[-1] == name and choices[:-1] == app.choices
+    size = float(re.search(r"\*\*([0-9.]+) MB\*\* packed file", status).group(1))
+    assert size == pytest.approx(app.model(name).size.total_mb, abs=0.005)
+    assert "KL **" in status and "no speed claimed" in status and "python -m wlm export --recipe" in status
+    card = app.measure.scorecard(None, name)
+    assert 'data-field="kl"' in card and "no speed claimed" in card and "quick check of your recipe" in card
+    *_, last = app.side.generate("w1 w2", 30, 1.0, 3, True, name)
+    assert len(words(last[0])) == 30 and "no speed claimed" in last[3]
+    assert words(last[0]) != words(last[1])                  # 2 bits: the texts part
+    assert "low-bit weights computed in fp32" in app.side.title(name)
+    html, summary = app.your_text.run("w1 w2 w3 w4 w5", name)
+    assert "not quantized" in summary                        # weight-only: the calls change nothing
+    assert app.recipe.build(*values)[2] == name and app.recipes.builds == 1      # built and measured once
+
+
+@pytest.mark.parametrize("values, says", [
+    (("int2-g32", "int9-row", "fp32", "fp32", "rtn"), "lstm.0 must be fp32, int<bits>-row"),
+    (("fp32", "fp32", "fp32", "fp32", "rtn"), "keeps every part in fp32"),
+    (("int4-row", "fp32", "fp32", "fp32", "best"), "rounding must be one of rtn, mse, gptq"),
+    (("int4-row", "fp32", "fp32", "rtn"), "needs a precision for each of embedding, lstm.0, lstm.1, decoder"),
+])
+def test_a_bad_recipe_is_refused_naming_the_part(app, values, says):
+    with pytest.raises(ValueError) as e:
+        app.recipe.build(*values)
+    assert says in str(e.value)
+
+
+def test_a_recipe_name_works_wherever_a_variant_goes_but_measure(app):
+    name = app.variant_arg("recipe: decoder=int3-row")
+    assert name == NAME_PREFIX + "embedding=fp32 lstm=fp32 decoder=int3-row rounding=rtn"
+    with pytest.raises(ValueError, match="variants must be one of"):
+        app.names_arg([name])
+    with pytest.raises(ValueError, match="decoder must be fp32"):
+        app.variant_arg("recipe: decoder=int1-row")
+
+
+def test_presets_fill_every_control(app):
+    for label in app.recipe.presets():
+        values = app.recipe.preset(label)
+        assert len(values) == len(app.recipe.parts) + 1 and values[-1] in ("rtn", "mse", "gptq")
+    with pytest.raises(ValueError, match="preset must be one of"):
+        app.recipe.preset("the best one")

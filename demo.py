@@ -114,7 +114,7 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                     gr.Markdown(sidebyside.COUPLING)
 
             with gr.Tab("Your text", id="yourtext"):
-                score_text = gr.Textbox(value=yourtext.EXAMPLES[0], lines=5, max_length=MAX_SCORE_CHARS,
+                score_text = gr.Textbox(value=yourtext.FIRST, lines=5, max_length=MAX_SCORE_CHARS,
                                         elem_id="score-text", label=f"Paste a paragraph (up to {MAX_SCORE_CHARS:,} "
                                                                     "characters): both models score it word by word")
                 score_go = gr.Button("Score", variant="primary", elem_id="score-run")
@@ -150,7 +150,7 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
 
             with gr.Tab("Where int8 loses", id="inspect"):
                 with gr.Row():
-                    ins_variant = gr.Dropdown(app.choices, value=DEFAULT_VARIANT, label="Variant to take apart",
+                    ins_variant = gr.Dropdown(app.inspect.choices(), value=DEFAULT_VARIANT, label="Variant to take apart",
                                               elem_id="inspect-variant")
                     ins_slice = gr.Dropdown(list(inspectview.INSPECT_SLICES), value=inspectview.DEFAULT_INSPECT_SLICE,
                                             label="Test tokens", elem_id="inspect-slice")

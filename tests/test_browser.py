@@ -24,6 +24,40 @@ def page(demo_server):
         browser.close()
 
 
+def serve_shipped(env: dict):
+    """demo.py's app on the shipped checkpoint with ``env`` set, served on 127.0.0.1; yields its url
+    (for a module fixture). The demo module is imported here if no test imported it yet, and then
+    left for the tiny server's fixture to import its own."""
+    import sys
+    from tests.conftest import SHIPPED_CHECKPOINT
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    mp.setenv("WLM_PREBUILD", "0")
+    mp.delenv("WLM_CHECKPOINT", raising=False)
+    had = sys.modules.get("demo")
+    import demo as demo_module
+    if had is None:
+        sys.modules.pop("demo", None)
+    app = demo_module.load_app(str(SHIPPED_CHECKPOINT))
+    demo = demo_module.build_demo(app)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    yield url
+    demo.close()
+    mp.undo()
+
+
+def chromium():
+    """A headless Debian chromium (for a module fixture)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
 def tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
     page.wait_for_timeout(300)

@@ -4,12 +4,11 @@ load, chart and scorecard text reads in light and dark (contrast >= 4.5:1, compu
 rendered page), and an offline Measure leaves the shown figures in place. Screenshots go to
 test-output/ (light and dark, 1400x900 and 390x844)."""
 import json
-import shutil
 
 import pytest
 
 from tests.conftest import ROOT, SHIPPED_CHECKPOINT
-from tests.test_browser import ARGS, CHROMIUM
+from tests.test_browser import chromium, serve_shipped
 
 pytestmark = pytest.mark.browser
 SHIPPED = sorted((ROOT / "data" / "results").glob("measure-*.json"))
@@ -34,34 +33,14 @@ CONTRAST = """() => {
 
 @pytest.fixture(scope="module")
 def glance_url(tmp_path_factory):
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    import sys
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WLM_DATA", str(tmp_path_factory.mktemp("no-data")))          # offline: no test split here
-    mp.setenv("WLM_DATA_MIRROR", "http://127.0.0.1:9")                      # and nothing to fetch it from
-    mp.setenv("WLM_CACHE", str(tmp_path_factory.mktemp("glance-cache")))
-    mp.setenv("WLM_PREBUILD", "0")
-    mp.delenv("WLM_CHECKPOINT", raising=False)
-    had = sys.modules.get("demo")
-    import demo as demo_module                 # set up above if this is its first import (then left alone)
-    if had is None:
-        sys.modules.pop("demo", None)           # the tiny demo server's fixture imports its own
-    app = demo_module.load_app(str(SHIPPED_CHECKPOINT))
-    demo = demo_module.build_demo(app)
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
-    yield url
-    demo.close()
-    mp.undo()
+    yield from serve_shipped({"WLM_DATA": str(tmp_path_factory.mktemp("no-data")),     # offline: no test split
+                              "WLM_DATA_MIRROR": "http://127.0.0.1:9",                    # and nothing to fetch it from
+                              "WLM_CACHE": str(tmp_path_factory.mktemp("glance-cache"))})
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+    yield from chromium()
 
 
 def shipped_record() -> dict:

@@ -3,12 +3,11 @@ picks the 2-bit preset in Your recipe and writes with it, and the side by side's
 recipe, parting from fp32 within a few words; the ladder's cliff and budget curve are on the page in
 light and dark, their text legible. Screenshots go to test-output/."""
 import re
-import shutil
 
 import pytest
 
-from tests.conftest import ROOT, SHIPPED_CHECKPOINT
-from tests.test_browser import ARGS, CHROMIUM
+from tests.conftest import ROOT
+from tests.test_browser import chromium, serve_shipped
 from tests.test_browser_glance import CONTRAST
 
 pytestmark = [pytest.mark.browser, pytest.mark.wikitext]
@@ -17,33 +16,12 @@ TWO_BITS = "everything at 2 bits, groups of 32 (falls apart)"
 
 @pytest.fixture(scope="module")
 def lowbit_url(tmp_path_factory, wikitext):
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    import sys
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WLM_DATA", str(wikitext))
-    mp.setenv("WLM_CACHE", str(tmp_path_factory.mktemp("lowbit-cache")))
-    mp.setenv("WLM_PREBUILD", "0")
-    mp.delenv("WLM_CHECKPOINT", raising=False)
-    had = sys.modules.get("demo")
-    import demo as demo_module
-    if had is None:
-        sys.modules.pop("demo", None)
-    app = demo_module.load_app(str(SHIPPED_CHECKPOINT))
-    demo = demo_module.build_demo(app)
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
-    yield url
-    demo.close()
-    mp.undo()
+    yield from serve_shipped({"WLM_DATA": str(wikitext), "WLM_CACHE": str(tmp_path_factory.mktemp("lowbit-cache"))})
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+    yield from chromium()
 
 
 def choose(page, elem_id: str, option: str) -> None:
@@ -85,10 +63,16 @@ def test_your_2_bit_recipe_writes_in_the_side_by_side_and_falls_apart(lowbit_url
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_the_ladder_and_the_budget_curve_read_in_both_themes(lowbit_url, browser, scheme):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, color_scheme=scheme)
+@pytest.mark.parametrize("size", [(1400, 1000), (390, 844)])
+def test_the_ladder_and_the_budget_curve_read_in_both_themes(lowbit_url, browser, scheme, size):
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]}, color_scheme=scheme)
     page.goto(lowbit_url + f"?__theme={scheme}")
-    page.get_by_role("tab", name="How low can it go").click()
+    page.wait_for_selector("#scorecard .wlm-card", timeout=60_000)
+    tab = page.get_by_role("tab", name="How low can it go")
+    if not tab.is_visible():                                   # a phone: the tabs fold into a menu
+        page.locator(".overflow-menu button").first.click()
+        tab = page.locator(".overflow-dropdown button", has_text="How low can it go")
+    tab.click()
     page.wait_for_selector("#ladder-cliff svg.wlm-chart", timeout=60_000)
     lines = page.eval_on_selector_all("#ladder-cliff g.line title", "els => els.map(e => e.textContent)")
     assert {"embedding", "lstm.0", "lstm.4", "decoder", "all parts"} <= set(lines), lines
@@ -96,5 +80,5 @@ def test_the_ladder_and_the_budget_curve_read_in_both_themes(lowbit_url, browser
     legible = page.evaluate(CONTRAST.replace("svg.wlm-chart text, #scorecard .wlm-card *, #scorecard .wlm-card-note",
                                              "#ladder-cliff svg.wlm-chart text, #ladder-budget svg.wlm-chart text"))
     assert legible and not [t for t in legible if t[1] < 4.5], legible
-    page.screenshot(path=str(ROOT / "test-output" / f"ladder-{scheme}.png"), full_page=True)
+    page.screenshot(path=str(ROOT / "test-output" / f"ladder-{scheme}-{size[0]}.png"), full_page=True)
     page.close()

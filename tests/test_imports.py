@@ -3,7 +3,6 @@ the commands, then the composition), and importing a module loads only what is b
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

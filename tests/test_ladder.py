@@ -97,3 +97,14 @@ def test_bits_on_the_command_line(small_model, tiny_corpus, tiny_dir, tmp_path, 
                       (["--groups", "48"], "--groups must be row or one of 32, 64, 128")):
         assert main(args[:-8] + bad) == 2
         assert says in capsys.readouterr().err
+
+
+def test_a_thinned_front_keeps_its_smallest_plan_and_one_per_half_percent():
+    plans = [(10.0 + 0.01 * k, 1.0 / (k + 1), {"k": k}) for k in range(300)]      # 10.00 .. 12.99 MB
+    thin = rc.thin(plans)
+    assert thin[0] is plans[0] and thin[-1][0] <= plans[-1][0]
+    assert all(b[0] > a[0] * 1.005 - 1e-9 for a, b in zip(thin[1:-1], thin[2:-1]))     # the last bucket may be short
+    assert 30 < len(thin) < 60
+    assert rc.lowbit_choice({"target_kl": 0.003, "budget_mb": None}) == \
+        "the smallest packed file predicted at KL 0.003 or less"
+    assert rc.lowbit_choice({"target_kl": None, "budget_mb": 18.0}) == "the least KL predicted within 18 MB"

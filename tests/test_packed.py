@@ -70,3 +70,26 @@ def test_a_file_that_is_not_packed_is_refused(tiny_checkpoint, tmp_path):
     (tmp_path / "junk").write_bytes(b"\x00" * 20)
     with pytest.raises(ValueError, match="not a readable"):
         read_packed(tmp_path / "junk")
+
+
+def test_export_on_the_command_line(small_model, tiny_corpus, tiny_dir, tmp_path, capsys):
+    import json
+    from wlm.checkpoint import save_checkpoint
+    from wlm.cli import main
+    ck = save_checkpoint(tmp_path / "m.safetensors", small_model, tiny_corpus.dictionary)
+    out, deq = tmp_path / "p.safetensors", tmp_path / "d.safetensors"
+    recipe = "decoder=int3-g32 lstm=int4-row embedding=int5-g32 rounding=mse"
+    assert main(["export", "--checkpoint", str(ck), "--recipe", recipe, "--out", str(out), "--dequantized", str(deq),
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["recipe"] == "embedding=int5-g32 lstm=int4-row decoder=int3-g32 rounding=mse"
+    assert got["packed_bytes"] == out.stat().st_size < ck.stat().st_size / 3
+    model, *_ = read_packed(out)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 load_checkpoint(deq).model.state_dict().values()))
+    assert main(["eval", "--checkpoint", str(deq), "--data", str(tiny_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] > 0
+    assert main(["export", "--checkpoint", str(ck), "--recipe", "decoder=int9-row", "--out", str(out)]) == 2
+    assert "decoder must be fp32, int<bits>-row" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(ck), "--variant", "qint8", "--out", str(out)]) == 2
+    assert "--variant must be one of lowbit-mixed" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def test_a_built_recipe_has_its_real_size_a_quick_quality_and_writes(app):
     assert len(words(last[0])) == 30 and "no speed claimed" in last[3]
     assert words(last[0]) != words(last[1])                  # 2 bits: the texts part
     assert "low-bit weights computed in fp32" in app.side.title(name)
-    html, summary = app.your_text.run("w1 w2 w3 w4 w5", name)
+    html, summary = app.your_text.run("w1 w2 w3 w4 w5 " * 20, name)          # over one call of 64
     assert "not quantized" in summary                        # weight-only: the calls change nothing
     assert app.recipe.build(*values)[2] == name and app.recipes.builds == 1      # built and measured once
 
@@ -60,6 +60,9 @@ def test_a_recipe_name_works_wherever_a_variant_goes_but_measure(app):
     assert name == NAME_PREFIX + "embedding=fp32 lstm=fp32 decoder=int3-row rounding=rtn"
     with pytest.raises(ValueError, match="variants must be one of"):
         app.names_arg([name])
+    with pytest.raises(ValueError, match="variant must be one of"):
+        app.inspect.inspect(name, "2,000 tokens")
+    assert all(app.spec(n).speed_claimed for n in app.inspect.choices())
     with pytest.raises(ValueError, match="decoder must be fp32"):
         app.variant_arg("recipe: decoder=int1-row")
 

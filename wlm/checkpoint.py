@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .data import Dictionary
@@ -68,13 +67,11 @@ def read_file(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    from .storage import read_safetensors
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is not a readable .safetensors file (truncated or corrupted?): {e}") from e
-    return tensors, meta
+        return read_safetensors(path)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def load_checkpoint(path) -> Checkpoint:

@@ -57,20 +57,22 @@ def input_qparams(x: torch.Tensor) -> dict:
 @torch.inference_mode()
 def _read(model, inputs: torch.Tensor, targets: torch.Tensor, chunk: int, seen: list) -> np.ndarray:
     """log p of each target, the inputs read in calls of ``chunk`` (hidden state carried); the
-    decoder's inputs of each call appended to ``seen`` when it is a dynamic int8 one."""
-    hook = None
-    if is_dynamic(model):
-        hook = model.decoder.register_forward_pre_hook(lambda m, args: seen.append(input_qparams(args[0])))
-    try:
-        hidden, out = model.init_hidden(1), []
-        for a in range(0, len(inputs), chunk):
-            logits, hidden = model(inputs[a:a + chunk].view(-1, 1), hidden)
-            lp = torch.log_softmax(logits.reshape(-1, logits.size(-1)).float(), -1)
-            out.append(lp.gather(1, targets[a:a + chunk].view(-1, 1)).view(-1))
-        return torch.cat(out).double().numpy()
-    finally:
-        if hook is not None:
-            hook.remove()
+    decoder's inputs of each call appended to ``seen`` when it is a dynamic int8 one. (The model
+    is shared with other visitors' requests, so nothing is hooked into it: its forward is taken in
+    its two steps, ``features`` and the decoder.)"""
+    dynamic = is_dynamic(model) and hasattr(model, "features")
+    hidden, out = model.init_hidden(1), []
+    for a in range(0, len(inputs), chunk):
+        ids = inputs[a:a + chunk].view(-1, 1)
+        if dynamic:
+            x, hidden = model.features(ids, hidden)
+            seen.append(input_qparams(x))
+            logits = model.decoder(x)
+        else:
+            logits, hidden = model(ids, hidden)
+        lp = torch.log_softmax(logits.reshape(-1, logits.size(-1)).float(), -1)
+        out.append(lp.gather(1, targets[a:a + chunk].view(-1, 1)).view(-1))
+    return torch.cat(out).double().numpy()
 
 
 def chunking(models: dict, dictionary, ids: list[int], chunk: int) -> Chunking:
@@ -96,6 +98,15 @@ def explain(d: Chunking, reference: str, variant: str) -> str:
     range and scale per call (a dynamic variant)."""
     v, r = d.max_diff, d.mean_diff
     fmt = lambda x: f"{x:.4f}" if x >= 1e-4 else f"{x:.1e}"         # noqa: E731
+    if d.tokens <= d.chunk:
+        head = (f"**What \"dynamic\" means, on this text.** The panel reads a text in calls of {d.chunk} tokens; "
+                f"this one ({d.tokens} tokens) fits in one call, so there is nothing to cut differently: paste one of "
+                f"more than {d.chunk} words to see a dynamic int8 model's figures move with the calls.")
+        w = d.whole.get(variant)
+        if w:
+            head += (f" {variant}'s decoder quantized this call's input to 128 levels between {w['min']:+.3f} and "
+                     f"{w['max']:+.3f}: scale {w['scale']:.5f}, zero point {w['zero_point']}.")
+        return head
     head = (f"**What \"dynamic\" means, on this text.** The panel reads the text in calls of {d.chunk} tokens. Read "
             f"in one call of {d.tokens:,} instead, **{variant}** gives each word a log p that differs by up to "
             f"**{fmt(v[variant])}** nats (mean {fmt(r[variant])}); **{reference}** by {fmt(v[reference])}.")

@@ -122,14 +122,12 @@ class Calibration:
     def load(cls, path: str | Path = CALIBRATION_FILE, checkpoint_sha256: str | None = None) -> "Calibration":
         """The calibration in ``path``; ValueError with what to do when it is missing, is not one,
         or was collected on another checkpoint than ``checkpoint_sha256`` (when given)."""
-        from safetensors import SafetensorError, safe_open
+        from .storage import read_safetensors
         path = Path(path)
         how = "collect one with `python -m wlm calibrate` (it reads the training split)"
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (OSError, SafetensorError, ValueError, RuntimeError) as e:
+            tensors, meta = read_safetensors(path)
+        except ValueError as e:
             raise ValueError(f"rounding gptq needs the calibration file {path} ({e}); {how}") from None
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a wlm calibration (format {meta.get('format')!r}); {how}")

@@ -31,7 +31,8 @@ TABLE_COLUMNS = ["part", "precision", "weight SQNR dB", "alone SQNR dB", "runnin
                  "alone Δloss", "alone KL", "alone top-1"]
 log = logging.getLogger("wlm")
 INSPECT_INTRO = """The variant taken apart against fp32, part by part (the embedding, each of the five LSTM
-layers, the decoder), on the first test tokens. **SQNR** (signal to quantization noise, dB: higher is closer) of
+layers, the decoder), on the first test tokens, read in calls of 25 tokens as Measure reads them (a dynamic int8
+part takes its activations' scale from each call). **SQNR** (signal to quantization noise, dB: higher is closer) of
 each part's weights, of its output when fed the fp32 model's input (the part alone), and of its output inside the
 variant (the error accumulated up to there). **Sensitivity**: the KL(fp32 ‖ model) when only that part is
 quantized, with a ~95% interval where the analysis has standard errors. **Time**: where each model's seconds go,
@@ -195,7 +196,10 @@ class InspectPanel:
         to later visitors, and counts against the live cap as test tokens x the models it runs.
         Returns the panel's outputs in ``OUTPUTS`` order."""
         app = self.app
-        name = app.variant_arg(variant)
+        name = app.variant_arg(variant, recipes=False)
+        if name not in self.choices():
+            raise ValueError(f"variant must be one of {', '.join(self.choices())}, got {name!r} (low-bit weights are "
+                             f"taken apart in How low can it go, part by part and bit by bit)")
         if not isinstance(slice_label, str) or slice_label not in INSPECT_SLICES:
             raise ValueError(f"slice must be one of {', '.join(INSPECT_SLICES)}, got {slice_label!r}")
         fresh = app.bool_arg("fresh", fresh)
@@ -252,6 +256,10 @@ class InspectPanel:
             if record:
                 return self.view(record)
         return self.kept(None, "No analysis yet: click **Analyse**.")
+
+    def choices(self) -> list[str]:
+        """The variants this panel takes apart: the int8 and fp16 ones (low-bit weights have the ladder)."""
+        return [n for n in self.app.choices if VARIANTS[n].speed_claimed]
 
     def recipe_note(self) -> str:
         """The plan ``qint8-mixed`` follows here, and whether it beats the runner-up beyond noise."""

@@ -20,7 +20,7 @@ from .data import FULL_SLICE
 from .ladder import rung_table
 from .lowbit import BITS
 from .palette import MODELS, PARTS, ROUNDINGS
-from .recipe import LOWBIT_FILE, load_lowbit
+from .recipe import LOWBIT_FILE, load_lowbit, lowbit_choice
 from .results import rows_of
 from .stats import fmt_pm
 from .svgplot import lines_svg
@@ -165,19 +165,19 @@ class LadderPanel:
             return (lines_svg({}, "MB", "KL", title, empty="no low-bit recipe derived yet"),
                     "No low-bit recipe has been derived for this checkpoint yet (`python -m wlm bits --split valid "
                     "--derive-recipe`).")
-        series = {f"best plan, {r} (predicted)": [(mb, kl) for mb, kl, _ in f if kl > 0]
+        series = {f"best plan, {r}": [(mb, kl) for mb, kl, _ in f if kl > 0]
                   for r, f in recipe["fronts"].items() if r in ("rtn", "gptq")}
-        colors = {f"best plan, {r} (predicted)": ROUNDINGS[r] for r in ROUNDINGS}
+        colors = {f"best plan, {r}": ROUNDINGS[r] for r in ROUNDINGS}
         points = []
         rows = {m.model: m for m in rows_of(measured)} if measured else {}
-        for name, m in rows.items():
-            if name != "fp32" and m.agreement and m.agreement.kl_mean > 0:
+        for name, m in rows.items():          # fp16 and ort-fp32 keep fp32's size: not what this is about
+            if name not in ("fp32", "fp16", "ort-fp32") and m.agreement and m.agreement.kl_mean > 0:
                 points.append((name, m.size_mb, m.agreement.kl_mean))
                 colors[name] = MODELS.get(name, "#888888")
         svg = lines_svg(series, "packed or saved file, MB (log)", "KL(fp32 ‖ model), nats (log)", title, colors,
                         log_y=True, log_x=True, points=points, dashed=set(series), width=760,
                         x_ticks=[3, 5, 10, 20, 30, 50, 80, 120])
-        note = [f"Lines: for each size, the plan with the least KL predicted from the single-part rungs of the "
+        note = [f"Lines (predicted): for each size, the plan with the least KL predicted from the single-part rungs of the "
                 f"first {recipe['tokens']:,} **validation** tokens (parts' KLs added up; {recipe['rule']}). Points: "
                 f"measured on the whole **test** split ({FULL_SLICE}), KL ± one standard error in the Measure table."]
         low = rows.get("lowbit-mixed")
@@ -186,12 +186,12 @@ class LadderPanel:
             q = rows.get("qint8")
             vs = (f", against the tutorial's qint8 at {q.size_mb:.1f} MB and KL {q.agreement.kl_mean:.4f}"
                   if q and q.agreement else "")
-            note.append(f"**lowbit-mixed** (`{recipe['recipe']}`), chosen within {recipe['budget_mb']:g} MB: "
+            note.append(f"**lowbit-mixed** (`{recipe['recipe']}`), {lowbit_choice(recipe)}: "
                         f"{low.size_mb:.2f} MB, KL {_pm(a.kl_mean, a.kl_mean_se, 5)}, top-1 "
                         f"{_pm(a.top1, a.top1_se, 4)} on the test split{vs}; predicted on validation: KL "
                         f"{recipe['predicted_kl']:.5f}, {recipe['predicted_mb']:.2f} MB.")
         else:
-            note.append(f"**lowbit-mixed** (`{recipe['recipe']}`), chosen within {recipe['budget_mb']:g} MB: predicted "
+            note.append(f"**lowbit-mixed** (`{recipe['recipe']}`), {lowbit_choice(recipe)}: predicted "
                         f"KL {recipe['predicted_kl']:.5f} at {recipe['predicted_mb']:.2f} MB (not yet measured on the "
                         f"test split here).")
         return svg, " ".join(note)

@@ -66,6 +66,11 @@ class SplitModel(nn.Module):
         self.train(model.training)
 
     def forward(self, ids: torch.Tensor, hidden):
+        x, hidden = self.features(ids, hidden)
+        return self.decoder(x), hidden
+
+    def features(self, ids: torch.Tensor, hidden):
+        """(the decoder's input (T, B, nhid), hidden), as ``LSTMModel.features``."""
         h, c = hidden                                    # (nlayers, B, nhid) each
         x = self.drop(self.encoder(ids))                 # (T, B, ninp)
         hs, cs = [], []
@@ -75,7 +80,7 @@ class SplitModel(nn.Module):
             cs.append(ck)
             if k + 1 < len(self.rnn):
                 x = self.drop(x)                         # nn.LSTM's dropout between layers
-        return self.decoder(self.drop(x)), (torch.cat(hs), torch.cat(cs))
+        return self.drop(x), (torch.cat(hs), torch.cat(cs))
 
     def init_hidden(self, bsz: int):
         c = self.config

@@ -12,7 +12,7 @@ one scale s, stored as float16, and each weight an integer code:
 Roundings (``ROUNDINGS``):
 - ``rtn``: round to nearest, s = absmax(group) / qmax.
 - ``mse``: round to nearest with the scale clipped: s = r * absmax / qmax, with r the one of
-  ``CLIP_RATIOS`` that gives the group the least squared error (a clipped scale trades a few
+  ``wlm.grid.CLIP_RATIOS`` that gives the group the least squared error (a clipped scale trades a few
   large weights for finer steps for all the others).
 - ``gptq``: the ``mse`` scales, and each column's rounding error pushed onto the columns not yet
   rounded, weighted by the inverse Hessian of the matrix's inputs (GPTQ, Frantar et al. 2022,

@@ -44,7 +44,8 @@ TABLE_COLUMNS = ["model", "engine", "size MB", "speed-up x [95%]", "tokens/s", "
 OUTPUTS = ("scorecard", "table", "size", "speed", "kl", "size_trade", "speed_trade", "status", "details",
            "slice", "threads", "variants", "shown")
 PROTOCOL = ("fp32 and the chosen variants evaluate the first N tokens of the WikiText-2 test split by the "
-            "tutorial's protocol (bptt 25, batch 1) on the CPU, in lockstep: the text goes in blocks of 100 tokens, "
+            "tutorial's protocol (bptt 25, batch 1: calls of 25 tokens, from which a dynamic int8 model takes its "
+            "activations' scale) on the CPU, in lockstep: the text goes in blocks of 100 tokens, "
             "each model runs a block's chunks in a row (its caches warm, as alone), every model runs each block "
             "before the next, and each model's time counts only its own calls, after an untimed warm-up. Each "
             "figure has a standard error (±) by batch means over blocks of consecutive tokens (tokens of a text "

@@ -51,10 +51,14 @@ class LSTMModel(nn.Module):
 
     def forward(self, ids: torch.Tensor, hidden):
         # ids (T, B) -> emb (T, B, ninp) -> output (T, B, nhid) -> logits (T, B, ntoken)
+        output, hidden = self.features(ids, hidden)
+        return self.decoder(output), hidden
+
+    def features(self, ids: torch.Tensor, hidden):
+        """(the decoder's input (T, B, nhid), hidden): the forward up to the decoder."""
         emb = self.drop(self.encoder(ids))
         output, hidden = self.rnn(emb, hidden)
-        output = self.drop(output)
-        return self.decoder(output), hidden
+        return self.drop(output), hidden
 
     def init_hidden(self, bsz: int):
         """Zero (h, c), each (nlayers, bsz, nhid), on the device and dtype of the weights (a fully

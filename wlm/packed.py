@@ -102,15 +102,10 @@ def write_packed(path: str | os.PathLike, model, vocab: list[str], recipe_text: 
 def read_packed(path: str | os.PathLike):
     """(model, dictionary, recipe text, quantized matrices, provenance) of a packed file; the model
     computes with the dequantized weights. ValueError with the reason for a file that is not one."""
-    from safetensors import SafetensorError, safe_open
     from .data import Dictionary
     from .model import LSTMModel, ModelConfig
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, SafetensorError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path} is not a readable .safetensors file: {e}") from None
+    from .storage import read_safetensors
+    tensors, meta = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a wlm packed file (format {meta.get('format')!r}, expected {FORMAT!r})")
     config = ModelConfig(**json.loads(meta["config"]))

@@ -243,6 +243,20 @@ def front(options: dict[str, list[tuple[str, float, float]]], base_mb: float) ->
     return plans
 
 
+def thin(plans: list, step: float = 0.005) -> list:
+    """A front with at most one plan per ``step`` of relative size after its smallest (0.5%: a few
+    hundred plans, not thousands a few bytes apart), keeping in each the plan of least KL (the
+    last, on a front)."""
+    out, anchor = [], None
+    for plan in plans:
+        if anchor is not None and len(out) > 1 and plan[0] <= anchor * (1 + step):
+            out[-1] = plan
+        else:
+            out.append(plan)
+            anchor = plan[0]
+    return out
+
+
 def derive_lowbit(record: dict, budget_mb: float | None = None, target_kl: float | None = None) -> dict:
     """The recipe of least predicted KL within ``budget_mb`` (or, with ``target_kl``, the smallest
     whose predicted KL is at most that) from a ladder record (``wlm.ladder``), over each rounding,
@@ -258,12 +272,12 @@ def derive_lowbit(record: dict, budget_mb: float | None = None, target_kl: float
         if set(options) != set(names):
             continue                                  # a ladder without every part cannot make a whole plan
         f = front(options, record["fp32"]["file_mb"])
-        fronts[rounding] = [[round(mb, 4), kl, Recipe(tuple((n, Precision.parse(plan[n], n)) for n in names),
-                                                      rounding).text] for mb, kl, plan in f]
+        text = lambda plan: Recipe(tuple((n, Precision.parse(plan[n], n)) for n in names), rounding).text  # noqa: E731
+        fronts[rounding] = [[round(mb, 4), kl, text(plan)] for mb, kl, plan in thin(f)]
         if target_kl is None:
-            fits = [(kl, mb, text) for mb, kl, text in fronts[rounding] if mb <= budget_mb]
+            fits = [(kl, mb, text(plan)) for mb, kl, plan in f if mb <= budget_mb]
         else:
-            fits = [(mb, kl, text) for mb, kl, text in fronts[rounding] if kl <= target_kl]
+            fits = [(mb, kl, text(plan)) for mb, kl, plan in f if kl <= target_kl]
         if fits and (best is None or min(fits)[0] < best[0]):
             best = min(fits)
     if best is None:
@@ -283,6 +297,13 @@ def derive_lowbit(record: dict, budget_mb: float | None = None, target_kl: float
             "slice": record["slice"], "tokens": record["tokens"], "nlayers": nlayers,
             "checkpoint_sha256": record["checkpoint_sha256"],
             "calibration_sha256": record.get("calibration_sha256"), "fronts": fronts}
+
+
+def lowbit_choice(recipe: dict) -> str:
+    """How a low-bit recipe record was chosen, in words: "within 18 MB" or "the smallest at KL <= 0.003"."""
+    if recipe.get("target_kl") is not None:
+        return f"the smallest packed file predicted at KL {recipe['target_kl']:g} or less"
+    return f"the least KL predicted within {recipe['budget_mb']:g} MB"
 
 
 def lowbit_derived_path(recipe_text: str, folder: str | os.PathLike = RECIPE_FILE.parent) -> Path:

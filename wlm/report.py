@@ -9,6 +9,7 @@ from __future__ import annotations
 from .data import FULL_SLICE
 from .ladder import rung_table
 from .lowbit import BITS
+from .recipe import lowbit_choice
 from .results import rows_of
 from .stats import fmt_pm, within_noise
 
@@ -165,8 +166,7 @@ def ladder_section(record: dict) -> str:
 
 
 def lowbit_section(recipe: dict, measured: dict | None) -> str:
-    rule = (f"within {recipe['budget_mb']:g} MB" if recipe.get("target_kl") is None
-            else f"the smallest predicted at KL {recipe['target_kl']:g} or less")
+    rule = lowbit_choice(recipe)
     out = ["## The smallest model that is still as good as the tutorial's\n", f"`{recipe.get('command', '')}`\n",
            f"Chosen on the first {recipe['tokens']:,} **{recipe['split']}** tokens ({rule}; {recipe['rule']}): "
            f"`{recipe['recipe']}`, predicted KL {recipe['predicted_kl']:.5f} at {recipe['predicted_mb']:.2f} MB.\n"]

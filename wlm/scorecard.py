@@ -15,9 +15,9 @@ from .stats import fmt_pm, within_noise
 TITLE = "wlm: fp32 vs int8 LSTM"
 DESCRIPTION = ("The PyTorch tutorial's LSTM word language model against its int8 and low-bit copies: size, speed and "
                "quality measured, two models writing side by side.")
-HEADER = """# fp32 vs int8: an LSTM language model
-The PyTorch tutorial's LSTM word language model (WikiText-2, 33,278 words) against its int8 copies: what int8
-buys and what it costs, measured. Pick a variant: the scorecard and the right-hand pane follow it."""
+HEADER = """# fp32 vs int8, and lower: an LSTM language model
+The PyTorch tutorial's LSTM word language model (WikiText-2, 33,278 words) against its int8 and low-bit copies:
+what each buys and what it costs, measured. Pick a variant: the scorecard and the right-hand pane follow it."""
 ABOUT = """**The tutorial's own figures** (PyTorch, "Dynamic Quantization on an LSTM Word Language Model", its model
 and machine, not measured here): 113.9 MB → 79.7 MB, test loss 5.167 → 5.168, evaluation 1.76x faster.
 The scorecard above is this project's model, measured as the line under it says.
@@ -83,8 +83,8 @@ def scorecard_html(record: dict | None, variant: str, note: str = "") -> str:
     threads = record.get("threads", 1)
     if variant in record.get("no_speed", ()):
         speed = _card("Evaluation speed", "no speed claimed", "speedup",
-                      ["its low-bit weights are dequantized and computed in fp32, so it runs as fp32 does "
-                       f'({q["speedup"]:.2f}x here); a packed low-bit kernel would be needed for a speed-up'])
+                      ["its low-bit weights are dequantized and computed in fp32, so it runs as fp32 does; "
+                       "a packed low-bit kernel would be needed for a speed-up"])
     else:
         speed = _card("Evaluation speed", f'{q["speedup"]:.2f}x {"faster" if q["speedup"] >= 1 else "slower"}',
                       "speedup", [f'{q["tokens_per_s"]:,.0f} vs {fp["tokens_per_s"]:,.0f} tokens/s{ci_txt}',

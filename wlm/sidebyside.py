@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .generate import MAX_WORDS, GenerationConfig
 from .pair import PromptStep, generate_pair
-from .text import format_p, render_pane
+from .text import format_p, md_escape, render_pane
 from .threads import num_threads
 from .variants import NO_SPEED, REFERENCE
 
@@ -97,7 +97,7 @@ class PairRun:
         else:
             w = self.steps[self.mark].words
             head = (f"**Identical for the first {self.mark} of {n} words.** At word {self.mark + 1} (boxed) {a} wrote "
-                    f"“{w[0]}”, {b} “{w[1]}”: quantization moved that word's probability enough that the shared random "
+                    f"“{md_escape(w[0])}”, {b} “{md_escape(w[1])}”: quantization moved that word's probability enough that the shared random "
                     f"number picked another word. From there each model continues from its own text; because both "
                     f"still draw with the same noise, the texts can meet again later, and the panes differ at "
                     f"{differ} of {n} positions.")

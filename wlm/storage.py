@@ -63,6 +63,18 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def read_safetensors(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
+    """(tensors, metadata) of a ``.safetensors`` file (data, never a pickle); ValueError saying why
+    for a file that cannot be read."""
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path} is not a readable .safetensors file (truncated or corrupted?): {e}") from None
+
+
 def _markers(path: Path) -> list[str]:
     return glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}{WRITING}*"))
 

@@ -117,6 +117,32 @@ class _Axis:
         return self.a + (t - self.lo) / ((self.hi - self.lo) or 1) * (self.b - self.a)
 
 
+def _label_spots(dots: list[tuple[float, float]], names: list[str], x_min: float, x_max: float
+                 ) -> list[tuple[float, float, float, float]]:
+    """A box for each name beside its dot (pixels), clear of the other names and dots where the
+    room allows: tried right and left of the dot, a little above and below, further each time."""
+    placed: list[tuple[float, float, float, float]] = []
+    for k, (name, (cx, cy)) in enumerate(zip(names, dots)):
+        w = 6.6 * len(name)
+        spot = None
+        for dy in (4, -8, 16, -20, 28, -32, 40, -44, 52):
+            for side in (1, -1):
+                lx = cx + 8 if side > 0 else cx - 8 - w
+                if lx < x_min + 2 or lx + w > x_max - 2:
+                    continue
+                box = (lx, cy + dy - 10, lx + w, cy + dy + 2)
+                clear = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
+                clear = clear and not any(box[0] - 3 < dx < box[2] + 3 and box[1] - 3 < dyy < box[3] + 3
+                                          for j, (dx, dyy) in enumerate(dots) if j != k)
+                if clear:
+                    spot = box
+                    break
+            if spot:
+                break
+        placed.append(spot or (cx + 8, cy - 6, cx + 8 + w, cy + 6))
+    return placed
+
+
 # ---------------------------------------------------------------------------- scatter
 def scatter_svg(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, title: str,
                 colors: dict[str, str] | None = None, empty: str = "no measurement yet") -> str:
@@ -133,28 +159,11 @@ def scatter_svg(points: list[tuple[str, float, float]], xlabel: str, ylabel: str
     for v in sy.ticks:
         out.append(f'<line x1="{x0 - 4}" x2="{x1}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" style="stroke: {GRID}"/>'
                    f'<text x="{x0 - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>')
-    placed: list[tuple[float, float, float, float]] = []       # boxes of the names drawn so far
     dots = [(sx(x), sy(y)) for _, x, y in pts]
+    spots = _label_spots(dots, [n for n, _, _ in pts], x0, W)
     for k, (name, x, y) in enumerate(pts):
         cx, cy = dots[k]
-        w = 6.6 * len(name)
-        spot = None
-        for dy in (4, -8, 16, -20, 28, -32, 40, -44, 52):
-            for side in (1, -1):
-                lx = cx + 8 if side > 0 else cx - 8 - w
-                if lx < x0 + 2 or lx + w > W - 2:
-                    continue
-                box = (lx, cy + dy - 10, lx + w, cy + dy + 2)
-                clear = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
-                clear = clear and not any(box[0] - 3 < dx < box[2] + 3 and box[1] - 3 < dyy < box[3] + 3
-                                          for j, (dx, dyy) in enumerate(dots) if j != k)
-                if clear:
-                    spot = box
-                    break
-            if spot:
-                break
-        spot = spot or (cx + 8, cy - 6, cx + 8 + w, cy + 6)
-        placed.append(spot)
+        spot = spots[k]
         out.append(f'<g class="point"><title>{esc(name)}: {esc(xlabel)} {_fmt(x)}, {esc(ylabel)} {_fmt(y)}</title>'
                    f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{_color(colors, name, k)}"/>'
                    f'<text x="{spot[0]:.1f}" y="{spot[3] - 2:.1f}">{esc(name)}</text></g>')
@@ -303,10 +312,11 @@ def lines_svg(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel:
     x0, x1, y0, y1 = box
     xs, ys = [p[0] for p in allp], [p[1] for p in allp]
     sx = _Axis(min(xs), max(xs), x1 if reverse_x else x0, x0 if reverse_x else x1, log=log_x)
-    if x_ticks:
-        sx.ticks = [t for t in x_ticks if (t > 0 or not log_x)]
-        if not log_x:
-            sx.lo, sx.hi = min(sx.ticks + xs), max(sx.ticks + xs)
+    if x_ticks:                                    # the axis spans the data and the ticks asked for, no more
+        lo, hi = min(xs), max(xs)
+        sx.ticks = [t for t in x_ticks if (t > 0 or not log_x) and lo / 1.5 <= t <= hi * 1.5]
+        lo, hi = min(sx.ticks + [lo]), max(sx.ticks + [hi])
+        sx.lo, sx.hi = (math.log10(lo) - 0.02, math.log10(hi) + 0.02) if log_x else (lo, hi)
     sy = _Axis(min(ys), max(ys), y1, y0, log=log_y, zero=not log_y)
     for v in sx.ticks:
         out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{y1}" y2="{y1 + 4}" style="stroke: {GRID}"/>'
@@ -339,14 +349,13 @@ def lines_svg(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel:
                 out.append(f'<g class="mark"><title>{esc(what)}</title>{whisker}<circle cx="{sx(x):.1f}" '
                            f'cy="{sy(y):.1f}" r="3" fill="{color}"/></g>')
         out.append("</g>")
-    for k, (name, x, y) in enumerate(named):
-        cx, cy = sx(x), sy(y)
-        right = cx + 8 + 6.6 * len(name) < width - 4
+    dots = [(sx(x), sy(y)) for _, x, y in named]
+    for k, ((name, x, y), spot) in enumerate(zip(named, _label_spots(dots, [n for n, _, _ in named], x0, x1))):
+        cx, cy = dots[k]
         out.append(f'<g class="point"><title>{esc(name)}: {esc(xlabel)} {_fmt(x, log_x)}, {esc(ylabel)} '
                    f'{_fmt(y, log_y)}</title><circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" '
                    f'fill="{_color(colors, name, k + len(pts))}" style="stroke: {INK}" stroke-width="0.6"/>'
-                   f'<text x="{cx + 8 if right else cx - 8:.1f}" y="{cy - 6:.1f}" '
-                   f'text-anchor="{"start" if right else "end"}">{esc(name)}</text></g>')
+                   f'<text x="{spot[0]:.1f}" y="{spot[3] - 2:.1f}">{esc(name)}</text></g>')
     _legend(out, [n for n in pts if pts[n]], colors, x=x1 + 12)
     out.append("</svg>")
     return "".join(out)

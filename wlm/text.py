@@ -35,6 +35,12 @@ def detokenize(words: list[str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", "".join(s + t for s, t in pieces(words)))
 
 
+def md_escape(text: str) -> str:
+    """A word as literal Markdown text (no emphasis, tags or table cells from its marks: ``<unk>``
+    stays ``<unk>``, not an HTML tag that swallows what follows)."""
+    return re.sub(r"([\\`*_\[\]|<>#~])", r"\\\1", text)
+
+
 def format_p(p: float) -> str:
     """A probability for people: 0.351, 0.0042, 7.3e-05."""
     return f"{p:.3f}" if p >= 0.01 else f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"

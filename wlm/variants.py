@@ -69,9 +69,10 @@ VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
     VariantSpec("qint8-mixed", "torch", "chosen by the analysis (`wlm inspect --derive-recipe`): each part int8 "
                 "per tensor, per channel, 8-bit rows or fp32, the least summed single-part KL within 31 MB",
                 PlanFile(RECIPE_FILE)),
-    VariantSpec("lowbit-mixed", "torch", "chosen from the bit ladder (`wlm bits --split valid --derive-recipe`): "
-                "each part at 2-8 bits per row or per group of 32, GPTQ-rounded, the least summed single-part KL "
-                f"within 18 MB of packed file; {NO_SPEED}", LowBitFile(LOWBIT_FILE), speed_claimed=False),
+    VariantSpec("lowbit-mixed", "torch", "chosen from the validation split's bit ladder (`wlm bits --split valid "
+                "--derive-recipe`): each part at 2-8 bits per row or per group of 32, GPTQ-rounded, the smallest "
+                f"packed file predicted at two thirds of qint8's KL; {NO_SPEED}", LowBitFile(LOWBIT_FILE),
+                speed_claimed=False),
     VariantSpec("ort-fp32", "onnxruntime", "the fp32 model exported to ONNX (opset 17)", "fp32"),
     VariantSpec("ort-int8", "onnxruntime", "onnxruntime quantize_dynamic, QInt8 weights: LSTM, MatMul, Gather "
                 "(the embedding)", "int8"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 import threading
 from typing import Callable
 
@@ -20,7 +19,7 @@ from .data import Dictionary
 from .dynamic import chunking, explain
 from .score import CHUNK, ScoreResult, Scorer, read_text, se_note
 from .stats import fmt_pm
-from .text import FULL_SHADE, SHADE_RGB, format_p, pieces, shade
+from .text import FULL_SHADE, SHADE_RGB, format_p, md_escape, pieces, shade
 from .threads import num_threads
 from .turns import CpuTurns
 
@@ -42,6 +41,8 @@ EXAMPLES = [
     "with a grant from the Oyelaran Trust and the support of the botanist Wenceslas Pruszynski.",
 ]
 
+FIRST = EXAMPLES[1]       # the panel opens with it scored: 76 tokens, two calls of the panel's 64
+
 CSS = """
 .wlm-score .wlm-w { position: relative; border-radius: 3px; cursor: help; }
 .wlm-score .wlm-w:focus { outline: 2px solid var(--body-text-color); outline-offset: 1px; }
@@ -55,11 +56,6 @@ CSS = """
 .wlm-score-legend { font-size: 0.85em; margin-top: 0.6em; color: var(--body-text-color); }
 .wlm-score-legend .wlm-swatch { display: inline-block; padding: 0 0.4em; border-radius: 3px; color: var(--body-text-color); }
 """
-
-
-def _md(text: str) -> str:
-    """A word as literal Markdown text (no emphasis, tags or table cells from its marks)."""
-    return re.sub(r"([\\`*_\[\]|<>#~])", r"\\\1", text)
 
 
 def word_tip(result: ScoreResult, i: int) -> str:
@@ -123,12 +119,12 @@ def summary(result: ScoreResult) -> str:
     out = [f"{ppl} on these {n} words (loss {losses} nats).",
            f"Top-1 agreement **{result.top1:.1%}** ({sum(result.top1_same)} of {n} positions) · mean "
            f"KL({ref} ‖ {var}) **{result.kl_mean:.4f}** nats."]
-    rows = [f"| {_md(result.words[i])} | {format_p(math.exp(m[ref].logp[i]))} | "
+    rows = [f"| {md_escape(result.words[i])} | {format_p(math.exp(m[ref].logp[i]))} | "
             f"{format_p(math.exp(m[var].logp[i]))} | {result.dlogp[i]:+.3f} |" for i in result.most_changed(TOP_WORDS)]
     out.append(f"Words {var} changed most:\n\n| word | p({ref}) | p({var}) | Δ log p |\n|---|---:|---:|---:|\n"
                + "\n".join(rows))
     if result.unknown:
-        out.append("Not in the vocabulary, read as \\<unk\\>: " + ", ".join(_md(w) for w in result.unknown))
+        out.append("Not in the vocabulary, read as \\<unk\\>: " + ", ".join(md_escape(w) for w in result.unknown))
     out.append(f"Each word is predicted from the words before it, the first after a new line, both models from a "
                f"zero state. {se_note(n)}. KL per word between the two models' distributions for it.")
     return "\n\n".join(out)
@@ -184,9 +180,9 @@ class YourText:
         return render_text(result), summary(result) + "\n\n" + explain(d, *result.names)
 
     def first_view(self) -> tuple[str, str]:
-        """The panel as it opens: the first example scored by the default variant, computed once (on
-        the first page load, in CPU turns) and then shown to every visitor as it was."""
+        """The panel as it opens: ``FIRST`` (an example longer than one call) scored by the default
+        variant, computed once (on the first page load, in CPU turns), then shown to every visitor."""
         with self._first_lock:
             if self._first is None:
-                self._first = self.run(EXAMPLES[0], None)
+                self._first = self.run(FIRST, None)
             return self._first

@@ -32,8 +32,10 @@ def run(args) -> int:
     from ..progress import TqdmProgress
     from ..threads import num_threads
     from ..variants import VARIANTS, VariantCache
-    if args.variant not in VARIANTS or args.variant == "fp32":
-        raise CLIError(f"--variant must be one of {', '.join(n for n in VARIANTS if n != 'fp32')}, got {args.variant!r}")
+    offered = [n for n, s in VARIANTS.items() if n != "fp32" and s.speed_claimed]
+    if args.variant not in offered:
+        raise CLIError(f"--variant must be one of {', '.join(offered)}, got {args.variant!r} (low-bit weights: "
+                       f"python -m wlm bits)")
     ckpt = load_checkpoint(args.checkpoint)
     corpus = corpus_of(args, ckpt)
     if args.replace_recipe and not args.derive_recipe:

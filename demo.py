@@ -179,11 +179,11 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                     grouping = gr.Dropdown(list(ladderview.GROUP_CHOICES), value=ladderview.DEFAULT_GROUP,
                                            label="Scales", elem_id="ladder-grouping")
                 ladder_summary = gr.Markdown(elem_id="ladder-summary")
-                cliff = gr.HTML(elem_id="ladder-cliff")
+                with gr.Row():
+                    cliff, budget = gr.HTML(elem_id="ladder-cliff"), gr.HTML(elem_id="ladder-budget")
+                budget_note = gr.Markdown(elem_id="ladder-budget-note")
                 ladder_table = gr.Dataframe(label="the ladder: one part at a time, and all parts", elem_id="ladder-table",
                                             interactive=False, wrap=True)
-                budget = gr.HTML(elem_id="ladder-budget")
-                budget_note = gr.Markdown(elem_id="ladder-budget-note")
 
             with gr.Tab("Your recipe", id="recipe"):
                 gr.Markdown(recipeview.INTRO)

@@ -131,20 +131,25 @@ def test_your_text_shades_every_word_and_gives_both_perplexities(glance_url, bro
     from wlm.checkpoint import load_checkpoint
     from wlm.score import score
     from wlm.variants import VariantCache
+    ckpt = load_checkpoint(SHIPPED_CHECKPOINT)
+    cache = VariantCache(ckpt)
+    want = score({"fp32": ckpt.model, "qint8": cache.get("qint8").model}, ckpt.dictionary, PARAGRAPH)
     page = browser.new_page(viewport={"width": 1400, "height": 900}, color_scheme=scheme)
     page.goto(glance_url + f"?__theme={scheme}")
     page.wait_for_selector('#scorecard [data-field="speedup"]', timeout=60_000)
     page.get_by_role("tab", name="Your text").click()
+    page.wait_for_selector("#score-html .wlm-score .wlm-w", timeout=120_000)     # it opens with an example scored
+    assert "What \"dynamic\" means" in page.inner_text("#score-summary")
     page.fill("#score-text textarea", PARAGRAPH)
     page.click("#score-run")
-    page.wait_for_selector("#score-html .wlm-score .wlm-w", timeout=60_000)
+    page.wait_for_function(
+        "([first, n]) => { const w = document.querySelectorAll('#score-html .wlm-score .wlm-w');"
+        " return w.length === n && w[0].textContent === first; }", arg=[want.words[0], len(want.words)],
+        timeout=60_000)
     words = page.eval_on_selector_all(
         "#score-html .wlm-score .wlm-w",
         "els => els.map(e => [e.textContent, e.getAttribute('tabindex'), e.getAttribute('data-tip'), "
         "getComputedStyle(e).backgroundColor])")
-    ckpt = load_checkpoint(SHIPPED_CHECKPOINT)
-    cache = VariantCache(ckpt)
-    want = score({"fp32": ckpt.model, "qint8": cache.get("qint8").model}, ckpt.dictionary, PARAGRAPH)
     assert [w[0] for w in words] == want.words
     assert all(w[1] == "0" and "p(fp32) = " in w[2] and "p(qint8) = " in w[2] for w in words)
     assert len({w[3] for w in words}) > 3                                      # shaded, not one colour

@@ -49,7 +49,7 @@ def test_the_cliff_the_table_and_the_budget_curve(app, small_model, tiny_corpus,
     for part in ("embedding", "lstm.0", "lstm.1", "decoder", "all parts"):
         assert f"<title>{part}</title>" in out["cliff"]
     assert out["cliff"].count('class="mark"') == 5 * 4            # every part at every width, with its error
-    assert "8" in out["cliff"] and "(log)" in out["cliff"]
+    assert ">8</text>" in out["cliff"] and ">2</text>" in out["cliff"]          # the widths, 8 down to 2
     table = out["table"]
     assert set(table["part"]) == {"embedding", "lstm.0", "lstm.1", "decoder", "all"} and len(table) == 5 * 4
     assert all(" ± " in v for v in table["KL (nats)"])

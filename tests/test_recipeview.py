@@ -1,4 +1,5 @@
 """The "Your recipe" panel (wlm.recipeview) through the app: built, measured, written with, refused."""
+import html
 import re
 
 import pytest
@@ -73,3 +74,17 @@ def test_presets_fill_every_control(app):
         assert len(values) == len(app.recipe.parts) + 1 and values[-1] in ("rtn", "mse", "gptq")
     with pytest.raises(ValueError, match="preset must be one of"):
         app.recipe.preset("the best one")
+
+
+def test_the_command_line_the_notes_give_writes_the_same_text(app, capsys):
+    """A recipe's side by side ends with a command line; run, it writes the right pane's words."""
+    import json
+    import shlex
+    from wlm.cli import main
+    name = app.variant_arg("recipe: embedding=int3-row lstm=int2-row decoder=int2-row")
+    *_, last = app.side.generate("w1 w2", 25, 1.0, 7, True, name)
+    command = re.search(r"and with `(--recipe [^`]+)` \(right\)", last[4]).group(1)
+    base = re.search(r"`python -m wlm generate ([^`]+)` \(left\)", last[4]).group(1)
+    argv = ["generate", *shlex.split(base), *shlex.split(command), "--checkpoint", app.cfg.checkpoint, "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["words"] == [html.unescape(w) for w in words(last[1])]

@@ -106,12 +106,12 @@ class LadderPanel:
             series[name] = [(b, row[b]["kl"]) for b in bits]
             errors[name] = [1.96 * row[b]["kl_se"] if row[b]["kl_se"] else None for b in bits]
         g = "per row" if group is None else f"groups of {group}"
-        title = f"KL against bits, {rounding}, {g} ({record['tokens']:,} test tokens)"
+        title = f"KL against bits: {rounding}, {g}"
         if not series:
             return lines_svg({}, "bits", "KL", title, empty=f"this ladder has no {rounding} rungs {g}")
-        return lines_svg(series, "bits per weight (fewer to the right)", "KL(fp32 ‖ model), nats (log)", title,
+        return lines_svg(series, "bits per weight", "KL(fp32 ‖ model), nats", title,
                          LINE_COLORS, log_y=True, reverse_x=True, x_ticks=list(BITS), errors=errors, marks=True,
-                         dashed={"all parts"}, width=760)
+                         dashed={"all parts"})
 
     @staticmethod
     def table(table: dict) -> pd.DataFrame:
@@ -160,7 +160,7 @@ class LadderPanel:
         """(the budget curve, what it says): the least predicted KL for each size, from the validation
         ladder, with the 8-bit variants and ``lowbit-mixed`` measured on the whole test split."""
         recipe, measured = self.recipe(), self.measured()
-        title = "The least KL for each size of file"
+        title = "The least KL for each file size"
         if not recipe:
             return (lines_svg({}, "MB", "KL", title, empty="no low-bit recipe derived yet"),
                     "No low-bit recipe has been derived for this checkpoint yet (`python -m wlm bits --split valid "
@@ -174,12 +174,14 @@ class LadderPanel:
             if name not in ("fp32", "fp16", "ort-fp32") and m.agreement and m.agreement.kl_mean > 0:
                 points.append((name, m.size_mb, m.agreement.kl_mean))
                 colors[name] = MODELS.get(name, "#888888")
-        svg = lines_svg(series, "packed or saved file, MB (log)", "KL(fp32 ‖ model), nats (log)", title, colors,
-                        log_y=True, log_x=True, points=points, dashed=set(series), width=760,
-                        x_ticks=[3, 5, 10, 20, 30, 50, 80, 120])
+        svg = lines_svg(series, "file, MB", "KL(fp32 ‖ model), nats", title, colors,
+                        log_y=True, log_x=True, points=points, dashed=set(series),
+                        x_ticks=[5, 10, 20, 50, 120], point_labels={"lowbit-mixed", "qint8"})
+        tokens = f" ({measured['tokens']:,} predicted tokens)" if measured and measured.get("tokens") else ""
         note = [f"Lines (predicted): for each size, the plan with the least KL predicted from the single-part rungs of the "
                 f"first {recipe['tokens']:,} **validation** tokens (parts' KLs added up; {recipe['rule']}). Points: "
-                f"measured on the whole **test** split ({FULL_SLICE}), KL ± one standard error in the Measure table."]
+                f"measured on the whole **test** split{tokens}, KL ± one standard error in the Measure table. Both axes "
+                f"are logarithmic."]
         low = rows.get("lowbit-mixed")
         if low and low.agreement:
             a = low.agreement

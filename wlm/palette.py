@@ -35,7 +35,7 @@ PARTS = {
 PARTS.update({f"lstm.{k}": PARTS["lstm"] for k in range(8)})    # each LSTM layer: the LSTM's colour
 
 # the roundings of the bit ladder (wlm.lowbit)
-ROUNDINGS = {"rtn": "#f58518", "mse": "#4c78a8", "gptq": "#54a24b"}
+ROUNDINGS = {"rtn": "#e7298a", "mse": "#a6761d", "gptq": "#1b9e77"}
 
 # a visitor's own recipe, wherever it is drawn
 RECIPE = "#d6616b"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .generate import MAX_WORDS, GenerationConfig
 from .pair import PromptStep, generate_pair
+from .recipes import NAME_PREFIX
 from .text import format_p, md_escape, render_pane
 from .threads import num_threads
 from .variants import NO_SPEED, REFERENCE
@@ -112,8 +113,10 @@ class PairRun:
         c = self.cfg
         base = (f"python -m wlm generate --prompt {shlex.quote(c.prompt)} --words {c.words} "
                 f"--temperature {c.temperature!r} --seed {c.seed} --threads {self.threads}")
-        return (f"The same texts from the command line: `{base}` (left), and with `--variant {self.names[1]}` "
-                f"(right).")
+        other = self.names[1]
+        flag = (f"--recipe {shlex.quote(other[len(NAME_PREFIX):])}" if other.startswith(NAME_PREFIX)
+                else f"--variant {other}")
+        return f"The same texts from the command line: `{base}` (left), and with `{flag}` (right)."
 
     def parting_table(self) -> str:
         """HTML table of both models' top 5 next words at the step where the texts part."""

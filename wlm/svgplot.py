@@ -293,13 +293,14 @@ def lines_svg(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel:
               log_y: bool = False, width: int = W, *, log_x: bool = False, reverse_x: bool = False,
               x_ticks: list[float] | None = None, errors: dict[str, list[float | None]] | None = None,
               marks: bool = False, points: list[tuple[str, float, float]] | None = None,
-              dashed: set[str] | frozenset = frozenset()) -> str:
+              dashed: set[str] | frozenset = frozenset(), point_labels: set[str] | None = None) -> str:
     """One line per series of (x, y) points (``step``: drawn as a histogram's steps; ``log_y`` /
     ``log_x``: log10 axes labelled with real values, where values <= 0 are left out). ``width``:
     of the viewBox, for a chart that spans a whole row. ``reverse_x``: x grows to the left;
     ``x_ticks``: the x ticks to label (else round ones). ``marks``: a dot at every point, with a
     whisker of ``errors[name][i]`` (half-width) where given. ``points``: (name, x, y) drawn as
-    named dots over the lines. ``dashed``: series drawn dashed."""
+    named dots over the lines (``point_labels``: only these written beside their dot, and every
+    point in the legend; None: every point written beside its dot). ``dashed``: series drawn dashed."""
     out, box = _frame(title, xlabel, ylabel, w=width)
     keep = (lambda x, y: math.isfinite(x) and math.isfinite(y) and (y > 0 or not log_y)     # noqa: E731
             and (x > 0 or not log_x))
@@ -350,12 +351,15 @@ def lines_svg(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel:
                            f'cy="{sy(y):.1f}" r="3" fill="{color}"/></g>')
         out.append("</g>")
     dots = [(sx(x), sy(y)) for _, x, y in named]
-    for k, ((name, x, y), spot) in enumerate(zip(named, _label_spots(dots, [n for n, _, _ in named], x0, x1))):
+    written = [n for n, _, _ in named if point_labels is None or n in point_labels]
+    spots = dict(zip(written, _label_spots([d for d, (n, _, _) in zip(dots, named) if n in written], written, x0, x1)))
+    for k, (name, x, y) in enumerate(named):
         cx, cy = dots[k]
+        label = f'<text x="{spots[name][0]:.1f}" y="{spots[name][3] - 2:.1f}">{esc(name)}</text>' if name in spots else ""
         out.append(f'<g class="point"><title>{esc(name)}: {esc(xlabel)} {_fmt(x, log_x)}, {esc(ylabel)} '
                    f'{_fmt(y, log_y)}</title><circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" '
-                   f'fill="{_color(colors, name, k + len(pts))}" style="stroke: {INK}" stroke-width="0.6"/>'
-                   f'<text x="{spot[0]:.1f}" y="{spot[3] - 2:.1f}">{esc(name)}</text></g>')
-    _legend(out, [n for n in pts if pts[n]], colors, x=x1 + 12)
+                   f'fill="{_color(colors, name, k + len(pts))}" style="stroke: {INK}" stroke-width="0.6"/>{label}</g>')
+    legend = [n for n in pts if pts[n]] + ([n for n, _, _ in named] if point_labels is not None else [])
+    _legend(out, legend, colors, x=x1 + 12)
     out.append("</svg>")
     return "".join(out)

@@ -81,9 +81,14 @@ def add_data_option(c: argparse.ArgumentParser) -> None:
 
 def load_model(args):
     """(checkpoint, model, name): the checkpoint of --checkpoint and the model to use: fp32, or
-    --variant (--quantize: the tutorial's qint8)."""
+    --variant (--quantize: the tutorial's qint8), or --recipe (a low-bit recipe, ``wlm.lowbit``)."""
     from ..checkpoint import load_checkpoint
     ckpt = load_checkpoint(args.checkpoint)
+    if getattr(args, "recipe", None):
+        from ..recipes import NAME_PREFIX, RecipeBook
+        book = RecipeBook(ckpt)
+        name = book.name(args.recipe)
+        return ckpt, book.get(name).model, name[len(NAME_PREFIX):]
     name = getattr(args, "variant", None) or ("qint8" if getattr(args, "quantize", False) else "fp32")
     if name == "fp32":
         return ckpt, ckpt.model, "fp32"

@@ -18,10 +18,15 @@ def add_arguments(g) -> None:
     g.add_argument("--seed", type=seed, default=0, help="0 to 2**63-1")
     g.add_argument("--variant", choices=list(VARIANTS), default=None,
                    help="generate with this variant (the demo's right pane; default fp32, --quantize: qint8)")
+    g.add_argument("--recipe", default=None, help="or with this low-bit recipe, e.g. 'embedding=int2-g32 "
+                                                  "lstm=int2-g32 decoder=int2-g32' (the page's Your recipe)")
 
 
 def run(args) -> int:
     from ..generate import GenerationConfig, generate
+    from .common import CLIError
+    if args.recipe and (args.variant or args.quantize):
+        raise CLIError("give one of --variant, --quantize and --recipe")
     from ..threads import num_threads
     ckpt, model, name = load_model(args)
     cfg = GenerationConfig(prompt=args.prompt, words=args.words, temperature=args.temperature, seed=args.seed)

@@ -25,3 +25,8 @@ def test_calibration_averages_each_matrix_inputs_outer_products(small_model, tin
         Calibration.load(path, "cd" * 32)
     with pytest.raises(ValueError, match="python -m wlm calibrate"):
         Calibration.load(tmp_path / "missing.safetensors")
+    Calibration.check(path, "ab" * 32)                     # the same checks from the header alone
+    with pytest.raises(ValueError, match="collected on checkpoint abababababab..., not this one"):
+        Calibration.check(path, "cd" * 32)
+    with pytest.raises(ValueError, match="python -m wlm calibrate"):
+        Calibration.check(tmp_path / "missing.safetensors")

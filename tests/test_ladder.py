@@ -97,6 +97,12 @@ def test_bits_on_the_command_line(small_model, tiny_corpus, tiny_dir, tmp_path, 
                       (["--groups", "48"], "--groups must be row or one of 32, 64, 128")):
         assert main(args[:-8] + bad) == 2
         assert says in capsys.readouterr().err
+    for i, text in enumerate(("[1, 2]", '{"format": "wlm-measurement/2", "rows": []}')):     # JSON, not a ladder
+        bad = tmp_path / f"not-a-ladder-{i}.json"
+        bad.write_text(text)
+        assert main(["bits", "--ladder", str(bad), "--derive-recipe", "--recipe-out", str(tmp_path / "r.json")]) == 2
+        assert "not a stored ladder" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_a_thinned_front_keeps_its_smallest_plan_and_one_per_half_percent():

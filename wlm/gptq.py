@@ -119,14 +119,20 @@ class Calibration:
         return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     @classmethod
-    def load(cls, path: str | Path = CALIBRATION_FILE, checkpoint_sha256: str | None = None) -> "Calibration":
+    def check(cls, path: str | Path = CALIBRATION_FILE, checkpoint_sha256: str | None = None) -> None:
+        """``load``'s checks from the file's header alone (no tensor read): ValueError as ``load``."""
+        cls.load(path, checkpoint_sha256, tensors=False)
+
+    @classmethod
+    def load(cls, path: str | Path = CALIBRATION_FILE, checkpoint_sha256: str | None = None,
+             tensors: bool = True) -> "Calibration":
         """The calibration in ``path``; ValueError with what to do when it is missing, is not one,
         or was collected on another checkpoint than ``checkpoint_sha256`` (when given)."""
         from .storage import read_safetensors
         path = Path(path)
         how = "collect one with `python -m wlm calibrate` (it reads the training split)"
         try:
-            tensors, meta = read_safetensors(path)
+            tensors, meta = read_safetensors(path, tensors)
         except ValueError as e:
             raise ValueError(f"rounding gptq needs the calibration file {path} ({e}); {how}") from None
         if meta.get("format") != FORMAT:

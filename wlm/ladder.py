@@ -21,7 +21,6 @@ its own dequantized part).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -30,6 +29,7 @@ import torch
 
 from . import stats
 from .lowbit import BITS, Precision, Recipe, quantize_part
+from .model import part_names
 
 IN_FLIGHT = 6
 DECODER = 1_000                  # the entry point of a decoder rung (after every layer)
@@ -54,20 +54,15 @@ class Rung:
         return f"{self.part} {self.precision.text} {self.rounding}"
 
     def recipe(self, nlayers: int) -> Recipe:
-        names = ["embedding", *[f"lstm.{k}" for k in range(nlayers)], "decoder"]
-        return Recipe(tuple((n, self.precision if self.part in (n, "all") else Precision()) for n in names),
+        return Recipe(tuple((n, self.precision if self.part in (n, "all") else Precision()) for n in part_names(nlayers)),
                       self.rounding)
-
-
-def part_names(config) -> list[str]:
-    return ["embedding", *[f"lstm.{k}" for k in range(config.nlayers)], "decoder"]
 
 
 def rungs(config, parts=None, bits=BITS, groups=LADDER_GROUPS, roundings=LADDER_ROUNDINGS) -> list[Rung]:
     """Every rung of ``parts`` (default: each part and ``all``); the embedding has no ``gptq`` rung
     (it is a lookup: gptq rounds it as mse does), so with ``gptq`` it gets its ``mse`` rungs."""
-    parts = list(parts) if parts else [*part_names(config), "all"]
-    allowed = [*part_names(config), "all"]
+    parts = list(parts) if parts else [*part_names(config.nlayers), "all"]
+    allowed = [*part_names(config.nlayers), "all"]
     bad = [p for p in parts if p not in allowed]
     if bad:
         raise ValueError(f"parts must be among {', '.join(allowed)}, got {', '.join(bad)}")
@@ -144,8 +139,8 @@ class Ladder:
         self.vocab = vocab or [str(i) for i in range(model.config.ntoken)]
         self.split = SplitModel(model).eval()
         self.n = len(ids) - 1                            # predicted tokens
-        order = {p: k for k, p in enumerate(["embedding", "all", *[f"lstm.{k}" for k in range(model.config.nlayers)],
-                                             "decoder"])}
+        first, *rest = part_names(model.config.nlayers)
+        order = {p: k for k, p in enumerate([first, "all", *rest])}
         todo = sorted(rung_list, key=lambda r: order[r.part])
         self.groups: list[list[Rung]] = []               # same entry point, at most in_flight each
         for r in todo:
@@ -195,7 +190,7 @@ class Ladder:
             self.live = []
             for r in group:
                 quantized = {}
-                for part in (part_names(self.model.config) if r.part == "all" else [r.part]):
+                for part in (part_names(self.model.config.nlayers) if r.part == "all" else [r.part]):
                     quantized.update(quantize_part(self.model, part, r.precision, r.rounding, self.hessians))
                 self.live.append(_State(r, self.model, self.split, quantized, self.n))
             self._fp32_hidden = None          # fp32 reads the text again for each group
@@ -265,12 +260,8 @@ class Ladder:
         return float(nll.astype(np.float64).mean()), stats.batch_means_se(nll, stats.block_tokens(self.n))
 
 
-def ppl(loss: float) -> float:
-    return math.exp(loss)
-
-
 # ------------------------------------------------------------------ reading a ladder record
-def rung_table(record: dict, rounding: str, group: int | None, field: str = "kl") -> dict[str, dict[int, dict]]:
+def rung_table(record: dict, rounding: str, group: int | None) -> dict[str, dict[int, dict]]:
     """part -> bits -> the rung's record, for one rounding and grouping of a stored ladder."""
     out: dict[str, dict[int, dict]] = {}
     for r in record["rungs"]:

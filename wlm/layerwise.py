@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .model import LSTMModel, ModelConfig
+from .model import LSTMModel, ModelConfig, part_names
 from .quantize import QuantRecipe, select_engine
 
 OPTIONS = {
@@ -35,7 +35,7 @@ PART_OPTIONS = {"embedding": ("fp32", "8bit-rows"), "lstm": ("fp32", "int8"),
 
 
 def parts(config: ModelConfig) -> list[str]:
-    return ["embedding", *[f"lstm.{k}" for k in range(config.nlayers)], "decoder"]
+    return part_names(config.nlayers)
 
 
 def kind_of(part: str) -> str:

@@ -37,6 +37,7 @@ import torch
 
 from .gptq import gptq_codes
 from .grid import MAX_BITS, MIN_BITS, check, codes_of, mse_scales, rtn_scales
+from .model import part_names
 
 BITS = (8, 6, 5, 4, 3, 2)                  # the ladder; any of 2..8 is allowed
 GROUPS = (32, 64, 128)                     # group sizes allowed besides one scale per row
@@ -114,7 +115,7 @@ class Recipe:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("recipe must be text such as 'embedding=int4-g32 lstm=int6-g32 decoder=int5-g32 "
                              f"rounding=gptq', got {text!r}")
-        names = ["embedding", *[f"lstm.{k}" for k in range(nlayers)], "decoder"]
+        names = part_names(nlayers)
         keys = ["embedding", "lstm", *names[1:-1], "decoder", "rounding"]
         plan = dict.fromkeys(names, Precision())
         rounding, seen = "rtn", set()

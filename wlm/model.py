@@ -70,6 +70,11 @@ class LSTMModel(nn.Module):
                 torch.zeros(c.nlayers, bsz, c.nhid, **kw))
 
 
+def part_names(nlayers: int) -> list[str]:
+    """The parts a quantization recipe names: the embedding, each LSTM layer, the decoder."""
+    return ["embedding", *[f"lstm.{k}" for k in range(nlayers)], "decoder"]
+
+
 def detach_hidden(h):
     """Cut the hidden state from its history (truncated backprop through time)."""
     if isinstance(h, torch.Tensor):

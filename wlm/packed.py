@@ -87,8 +87,17 @@ def file_bytes(model, vocab: list[str], recipe_text: str, quantized: dict[str, Q
 def file_size(model, vocab: list[str], recipe_text: str, quantized: dict[str, QuantizedMatrix],
               provenance: dict | None = None) -> int:
     """The packed file's size in bytes, exactly (``file_bytes`` without packing the codes)."""
+    return file_sizes(model, vocab, recipe_text, quantized, provenance)[0]
+
+
+def file_sizes(model, vocab: list[str], recipe_text: str, quantized: dict[str, QuantizedMatrix],
+               provenance: dict | None = None) -> tuple[int, dict[str, int]]:
+    """(``file_size``, the bytes of each module's tensors in the file: ``{"decoder": ...}``)."""
     tensors, layout = packed_tensors(model, quantized, pack=False)
-    return len(save_bytes(tensors, metadata=_metadata(model, vocab, recipe_text, layout, provenance)))
+    modules: dict[str, int] = {}
+    for key, t in tensors.items():
+        modules[key.split(".")[0]] = modules.get(key.split(".")[0], 0) + t.numel() * t.element_size()
+    return len(save_bytes(tensors, metadata=_metadata(model, vocab, recipe_text, layout, provenance))), modules
 
 
 def write_packed(path: str | os.PathLike, model, vocab: list[str], recipe_text: str,

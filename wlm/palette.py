@@ -37,8 +37,6 @@ PARTS.update({f"lstm.{k}": PARTS["lstm"] for k in range(8)})    # each LSTM laye
 # the roundings of the bit ladder (wlm.lowbit)
 ROUNDINGS = {"rtn": "#e7298a", "mse": "#a6761d", "gptq": "#1b9e77"}
 
-# a visitor's own recipe, wherever it is drawn
-RECIPE = "#d6616b"
 
 # the three SQNR measurements of the analysis
 SQNR = {"weights": "#4c78a8", "part alone": "#f58518", "in the model": "#54a24b"}

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from . import layerwise as lw
 from . import stats
+from .model import part_names
 from .storage import write_json
 
 RECIPE_FILE = Path(__file__).resolve().parent.parent / "data" / "recipes" / "qint8-mixed.json"
@@ -45,14 +46,14 @@ def ranked(kl: dict[tuple[str, str], float], sizes: dict[str, dict[str, float]],
            overhead_mb: float = 0.0, top: int = 2) -> list[tuple[dict[str, str], float, float]]:
     """The ``top`` plans within ``budget_mb`` by the rule (least predicted KL; on a tie, the
     smaller), best first, as (plan, predicted KL, predicted MB); ValueError when none fits."""
-    part_names = list(sizes)
+    names = list(sizes)
     fits = []
-    for options in itertools.product(*(sizes[p] for p in part_names)):
-        mb = overhead_mb + sum(sizes[p][o] for p, o in zip(part_names, options))
+    for options in itertools.product(*(sizes[p] for p in names)):
+        mb = overhead_mb + sum(sizes[p][o] for p, o in zip(names, options))
         if mb > budget_mb:
             continue
-        pred = sum(kl[(p, o)] for p, o in zip(part_names, options) if o != "fp32")
-        fits.append(((pred, mb), dict(zip(part_names, options))))
+        pred = sum(kl[(p, o)] for p, o in zip(names, options) if o != "fp32")
+        fits.append(((pred, mb), dict(zip(names, options))))
     if not fits:
         smallest = overhead_mb + sum(min(v.values()) for v in sizes.values())
         raise ValueError(f"budget must be at least {smallest:.2f} MB (every part at its smallest), got {budget_mb}")
@@ -265,7 +266,7 @@ def derive_lowbit(record: dict, budget_mb: float | None = None, target_kl: float
         raise ValueError("give one of budget_mb and target_kl")
     from .lowbit import Precision, Recipe
     nlayers = sum(1 for p in {r["part"] for r in record["rungs"]} if p.startswith("lstm."))
-    names = ["embedding", *[f"lstm.{k}" for k in range(nlayers)], "decoder"]
+    names = part_names(nlayers)
     fronts, best = {}, None
     for rounding in sorted({r["rounding"] for r in record["rungs"]}):
         options = part_options(record, rounding)

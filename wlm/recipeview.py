@@ -11,6 +11,7 @@ import shlex
 from typing import TYPE_CHECKING, Callable
 
 from .lowbit import BITS, ROUNDINGS, Precision, Recipe
+from .model import part_names
 from .recipes import NAME_PREFIX, PRESETS, QUICK_TOKENS
 from .stats import fmt_pm
 from .variants import NO_SPEED
@@ -34,7 +35,7 @@ class RecipePanel:
 
     def __init__(self, app: "Shared"):
         self.app = app
-        self.parts = ["embedding", *[f"lstm.{k}" for k in range(app.ckpt.model.config.nlayers)], "decoder"]
+        self.parts = part_names(app.ckpt.model.config.nlayers)
 
     def preset(self, label) -> tuple:
         """Each part's precision and the rounding of a preset (``wlm.recipes.PRESETS``)."""

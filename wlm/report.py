@@ -17,10 +17,6 @@ TUTORIAL = {"fp32": (113.944064, 5.167, 205.3), "qint8": (79.738484, 5.168, 116.
 BUDGETS = (6, 8, 10, 12, 14, 16, 18, 24, 32)
 
 
-def _pm(v, se, d, sign=True):
-    return fmt_pm(v, se, d, sign)
-
-
 def _where(record: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
     threads = record.get("threads", 1)
@@ -46,8 +42,8 @@ def short_table(record: dict) -> str:
         a, ci = m.agreement, m.speedup_ci
         speed = "no speed claimed" if m.model in slow else (
             f"{m.speedup:.2f}x" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""))
-        lines.append(f"| {m.model} | {m.size_mb:.1f} | {_pm(m.loss_change, m.loss_change_se, 4)} | "
-                     f"{_pm(a.kl_mean, a.kl_mean_se, 5, False)} | {_pm(a.top1, a.top1_se, 3, False)} | {speed} |")
+        lines.append(f"| {m.model} | {m.size_mb:.1f} | {fmt_pm(m.loss_change, m.loss_change_se, 4)} | "
+                     f"{fmt_pm(a.kl_mean, a.kl_mean_se, 5, False)} | {fmt_pm(a.top1, a.top1_se, 3, False)} | {speed} |")
     return "\n".join(lines)
 
 
@@ -64,14 +60,14 @@ def measure_section(record: dict) -> str:
         out += ["### The tutorial's table, reproduced\n",
                 "| | size (MB) | test loss | test ppl | eval time (s) | tokens/s |", "|---|---:|---:|---:|---:|---:|"]
         for m in (fp, q):
-            out.append(f"| {m.model} (this project) | {m.size_mb:.3f} | {_pm(m.loss, m.loss_se, 4, False)} | "
-                       f"{_pm(m.ppl, m.ppl_se, 1, False)} | {m.seconds:.1f} | {m.tokens_per_s:,.0f} |")
+            out.append(f"| {m.model} (this project) | {m.size_mb:.3f} | {fmt_pm(m.loss, m.loss_se, 4, False)} | "
+                       f"{fmt_pm(m.ppl, m.ppl_se, 1, False)} | {m.seconds:.1f} | {m.tokens_per_s:,.0f} |")
         for name, (mb, loss, secs) in TUTORIAL.items():
             out.append(f"| {name} (tutorial) | {mb:.3f} | {loss:.3f} | | {secs:.1f} | |")
         ci = q.speedup_ci
         out.append(f"\nqint8 against fp32 here: **{q.speedup:.2f}x**"
                    + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + f" faster evaluation, **{fp.size_mb / q.size_mb:.2f}x**"
-                   f" smaller, loss **{_pm(q.loss_change, q.loss_change_se, 4)}** nats (paired). The tutorial's: "
+                   f" smaller, loss **{fmt_pm(q.loss_change, q.loss_change_se, 4)}** nats (paired). The tutorial's: "
                    f"{TUTORIAL['fp32'][2] / TUTORIAL['qint8'][2]:.2f}x, {TUTORIAL['fp32'][0] / TUTORIAL['qint8'][0]:.2f}x, "
                    f"+{TUTORIAL['qint8'][1] - TUTORIAL['fp32'][1]:.3f}.\n")
     slow = set(record.get("no_speed", ()))
@@ -85,8 +81,8 @@ def measure_section(record: dict) -> str:
             quality = "0 | | |"
         else:
             noise = " (noise)" if within_noise(m.loss_change, m.loss_change_se) else ""
-            quality = (f"{_pm(m.loss_change, m.loss_change_se, 4)}{noise} | {_pm(a.top1, a.top1_se, 4, False)} | "
-                       f"{_pm(a.kl_mean, a.kl_mean_se, 5, False)} |")
+            quality = (f"{fmt_pm(m.loss_change, m.loss_change_se, 4)}{noise} | {fmt_pm(a.top1, a.top1_se, 4, False)} | "
+                       f"{fmt_pm(a.kl_mean, a.kl_mean_se, 5, False)} |")
         up = f"{m.speedup:.2f}x" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + (
             " (fp32 compute: no speed claimed)" if m.model in slow else "")
         w2 = (speed.get(m.model) or {}).get("w2_ms", {}).get("median")
@@ -102,10 +98,10 @@ def measure_section(record: dict) -> str:
         a = m.agreement
         if not a:
             continue
-        out.append(f"| {m.model} | {_pm(a.top1, a.top1_se, 4, False)} | {_pm(a.kl_mean, a.kl_mean_se, 5, False)} | "
-                   f"{a.kl_median:.5f} | {a.kl_p99:.4f} | {_pm(a.overlap, a.overlap_se, 4, False)} | "
-                   f"{_pm(a.words_before_parting, a.words_before_parting_se, 1, False)} | "
-                   f"{_pm(a.dp_mean, a.dp_mean_se, 5)} | {_pm(a.dp_rms, a.dp_rms_se, 5, False)} |")
+        out.append(f"| {m.model} | {fmt_pm(a.top1, a.top1_se, 4, False)} | {fmt_pm(a.kl_mean, a.kl_mean_se, 5, False)} | "
+                   f"{a.kl_median:.5f} | {a.kl_p99:.4f} | {fmt_pm(a.overlap, a.overlap_se, 4, False)} | "
+                   f"{fmt_pm(a.words_before_parting, a.words_before_parting_se, 1, False)} | "
+                   f"{fmt_pm(a.dp_mean, a.dp_mean_se, 5)} | {fmt_pm(a.dp_rms, a.dp_rms_se, 5, False)} |")
     t = record.get("timing") or {}
     if t.get("models_s"):
         ci = t.get("ratio_ci")
@@ -126,11 +122,11 @@ def inspection_section(record: dict) -> str:
     for m in r["modules"]:
         out.append(f"| {m['module']} | {m['option'] or 'onnxruntime'} | {db(m['weight_sqnr_db'])} | "
                    f"{db(m['shadow_sqnr_db'])} | {db(m['running_sqnr_db'])} | {m['alone_option']} | "
-                   f"{_pm(m['alone_dloss'], m.get('alone_dloss_se'), 5)} | "
-                   f"{_pm(m['alone_kl'], m.get('alone_kl_se'), 6, False)} | {m['alone_top1']:.4f} |")
+                   f"{fmt_pm(m['alone_dloss'], m.get('alone_dloss_se'), 5)} | "
+                   f"{fmt_pm(m['alone_kl'], m.get('alone_kl_se'), 6, False)} | {m['alone_top1']:.4f} |")
     e = r["end_to_end"]
-    out.append(f"| all of {record['variant']} | | | | | | {_pm(e['dloss'], e.get('dloss_se'), 5)} | "
-               f"{_pm(e['kl'], e.get('kl_se'), 6, False)} | {e['top1']:.4f} |")
+    out.append(f"| all of {record['variant']} | | | | | | {fmt_pm(e['dloss'], e.get('dloss_se'), 5)} | "
+               f"{fmt_pm(e['kl'], e.get('kl_se'), 6, False)} | {e['top1']:.4f} |")
     out += ["", "Time per part (seconds over the same chunks):", "",
             "| model | total | " + " | ".join(next(iter(r["time"].values()))["parts"]) + " |",
             "|---|---:|" + "---:|" * len(next(iter(r["time"].values()))["parts"])]
@@ -146,7 +142,7 @@ def ladder_section(record: dict) -> str:
            f"{', '.join(map(str, BITS))} bits; weights dequantized and computed in fp32 (quality only, no speed "
            f"claimed), calls of {record['call_tokens']} tokens (exact for fp32 arithmetic: docs/method.md); "
            f"{_where(record)}. GPTQ's statistics: {(record.get('calibration') or {}).get('tokens', 0):,} training "
-           f"tokens. fp32: loss {_pm(fp['loss'], fp['loss_se'], 4, False)}, packed file {fp['file_mb']:.2f} MB.\n"]
+           f"tokens. fp32: loss {fmt_pm(fp['loss'], fp['loss_se'], 4, False)}, packed file {fp['file_mb']:.2f} MB.\n"]
     combos = sorted({(r["rounding"], r["group"] or 0) for r in record["rungs"]}, key=lambda c: (-c[1], c[0]))
     for rounding, g in combos:
         table = rung_table(record, rounding, g or None)
@@ -154,7 +150,7 @@ def ladder_section(record: dict) -> str:
         out += [f"### {rounding}, {'one scale per row' if not g else f'groups of {g}'}: KL(fp32 ‖ model), nats\n",
                 "| part | " + " | ".join(f"{b} bits" for b in bits) + " |", "|---|" + "---:|" * len(bits)]
         for part, row in table.items():
-            out.append(f"| {part} | " + " | ".join(_pm(row[b]["kl"], row[b]["kl_se"], 5, False) if b in row else ""
+            out.append(f"| {part} | " + " | ".join(fmt_pm(row[b]["kl"], row[b]["kl_se"], 5, False) if b in row else ""
                                                      for b in bits) + " |")
         out.append("")
         out += ["| top-1 / file MB | " + " | ".join(f"{b} bits" for b in bits) + " |", "|---|" + "---:|" * len(bits)]
@@ -175,10 +171,10 @@ def lowbit_section(recipe: dict, measured: dict | None) -> str:
     if low and low.agreement:
         a, q = low.agreement, rows.get("qint8")
         out.append(f"Measured on the whole **test** split ({low.tokens:,} tokens, the run above): **{low.size_mb:.2f} "
-                   f"MB**, KL **{_pm(a.kl_mean, a.kl_mean_se, 5, False)}**, top-1 **{_pm(a.top1, a.top1_se, 4, False)}**, "
-                   f"loss {_pm(low.loss_change, low.loss_change_se, 4)} nats"
-                   + (f"; the tutorial's qint8: {q.size_mb:.1f} MB, KL {_pm(q.agreement.kl_mean, q.agreement.kl_mean_se, 5, False)}, "
-                      f"top-1 {_pm(q.agreement.top1, q.agreement.top1_se, 4, False)}" if q and q.agreement else "") + ".\n")
+                   f"MB**, KL **{fmt_pm(a.kl_mean, a.kl_mean_se, 5, False)}**, top-1 **{fmt_pm(a.top1, a.top1_se, 4, False)}**, "
+                   f"loss {fmt_pm(low.loss_change, low.loss_change_se, 4)} nats"
+                   + (f"; the tutorial's qint8: {q.size_mb:.1f} MB, KL {fmt_pm(q.agreement.kl_mean, q.agreement.kl_mean_se, 5, False)}, "
+                      f"top-1 {fmt_pm(q.agreement.top1, q.agreement.top1_se, 4, False)}" if q and q.agreement else "") + ".\n")
     out += ["### The budget curve: the best plan for each size (predicted on validation)\n",
             "| budget MB | rounding | plan | predicted MB | predicted KL |", "|---:|---|---|---:|---:|"]
     for budget in BUDGETS:

@@ -292,8 +292,7 @@ class Shared:
             record = make_record(slice_label=slice_label(QUICK_TOKENS), threads=self.cfg.threads,
                                  variants=["fp32", name], rows=rows, engines={"fp32": "torch", name: "torch"},
                                  machine=machine_info(self.cfg.threads), checkpoint_sha256=self.ckpt.sha256,
-                                 test_sha256=self.test_sha256(), source="the page's recipe")
-            record["no_speed"] = [name]
+                                 test_sha256=self.test_sha256(), source="the page's recipe", no_speed=[name])
             return record
         return self.recipes.quick(name, measure)
 

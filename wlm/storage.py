@@ -63,14 +63,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def read_safetensors(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
-    """(tensors, metadata) of a ``.safetensors`` file (data, never a pickle); ValueError saying why
-    for a file that cannot be read."""
+def read_safetensors(path: str | os.PathLike, tensors: bool = True) -> tuple[dict, dict[str, str]]:
+    """(tensors, metadata) of a ``.safetensors`` file (data, never a pickle; ``tensors=False``: its
+    header only, no tensor read); ValueError saying why for a file that cannot be read."""
     from safetensors import SafetensorError, safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
+            return ({k: f.get_tensor(k) for k in f.keys()} if tensors else {}), meta
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path} is not a readable .safetensors file (truncated or corrupted?): {e}") from None
 

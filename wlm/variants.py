@@ -130,13 +130,13 @@ def unavailable(name: str, checkpoint_sha256: str | None = None) -> str | None:
             return str(e)
     if isinstance(spec.recipe_config, LowBitFile):
         try:
-            _lowbit_recipe(spec.recipe_config.path, checkpoint_sha256)
+            lowbit_recipe(spec.recipe_config.path, checkpoint_sha256)
         except ValueError as e:
             return str(e)
     return onnx_engine.available() if spec.engine == "onnxruntime" else None
 
 
-def _lowbit_recipe(path: Path, checkpoint_sha256: str | None, nlayers: int | None = None):
+def lowbit_recipe(path: Path, checkpoint_sha256: str | None, nlayers: int | None = None):
     """The ``wlm.lowbit.Recipe`` a low-bit recipe file holds (its calibration checked when it
     rounds by gptq); ValueError with the reason when it cannot be used here."""
     from .gptq import Calibration
@@ -145,7 +145,7 @@ def _lowbit_recipe(path: Path, checkpoint_sha256: str | None, nlayers: int | Non
     record = load_lowbit(path, checkpoint_sha256)
     recipe = Recipe.parse(record["recipe"], nlayers or record.get("nlayers", 5))
     if recipe.rounding == "gptq":
-        Calibration.load(checkpoint_sha256=checkpoint_sha256)
+        Calibration.check(checkpoint_sha256=checkpoint_sha256)
     return recipe
 
 
@@ -180,7 +180,7 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
         raise RuntimeError(f"{name}: {why}")
     spec = VARIANTS[name]
     if isinstance(spec.recipe_config, LowBitFile):
-        return build_lowbit(spec, ckpt, _lowbit_recipe(spec.recipe_config.path, ckpt.sha256,
+        return build_lowbit(spec, ckpt, lowbit_recipe(spec.recipe_config.path, ckpt.sha256,
                                                         ckpt.model.config.nlayers))
     if spec.engine == "torch" and isinstance(spec.recipe_config, PlanFile):
         from .layerwise import quantize_plan
@@ -202,25 +202,27 @@ def build(name: str, ckpt: Checkpoint, cache: str | os.PathLike | None = None,
     return Variant(spec, model, lambda: onnx_engine.onnx_size(path), text)
 
 
-def build_lowbit(spec: VariantSpec, ckpt: Checkpoint, recipe, hessians=None) -> Variant:
-    """A variant of a ``wlm.lowbit.Recipe``: its weights quantized (gptq: with the shipped
-    calibration, ``wlm.gptq``) and dequantized to fp32; its size is its packed file's bytes
-    (``wlm.packed``), per module the bytes of that module's tensors in the file."""
+def quantize_lowbit(ckpt: Checkpoint, recipe, hessians=None):
+    """(model, quantized matrices) of a ``wlm.lowbit.Recipe`` on the checkpoint's model; gptq
+    rounds with ``hessians``, else with the shipped calibration (``wlm.gptq``)."""
     from .lowbit import quantize_model
-    from .packed import file_size, packed_tensors
     if recipe.rounding == "gptq" and hessians is None:
         from .gptq import Calibration
         hessians = Calibration.load(checkpoint_sha256=ckpt.sha256).hessians
-    model, quantized = quantize_model(ckpt.model, recipe, hessians)
+    return quantize_model(ckpt.model, recipe, hessians)
+
+
+def build_lowbit(spec: VariantSpec, ckpt: Checkpoint, recipe, hessians=None) -> Variant:
+    """A variant of a ``wlm.lowbit.Recipe``: its weights quantized (``quantize_lowbit``) and
+    dequantized to fp32; its size is its packed file's bytes (``wlm.packed``), per module the
+    bytes of that module's tensors in the file."""
+    from .packed import file_sizes
+    model, quantized = quantize_lowbit(ckpt, recipe, hessians)
     vocab = ckpt.dictionary.idx2word
 
     def size() -> SizeReport:
-        tensors, _ = packed_tensors(model, quantized, pack=False)
-        modules: dict[str, float] = {}
-        for key, t in tensors.items():
-            module = key.split(".")[0]
-            modules[module] = modules.get(module, 0.0) + t.numel() * t.element_size() / 1e6
-        return SizeReport(file_size(model, vocab, recipe.text, quantized) / 1e6, modules)
+        total, modules = file_sizes(model, vocab, recipe.text, quantized)
+        return SizeReport(total / 1e6, {m: b / 1e6 for m, b in modules.items()})
     model.quantized, model.recipe_text = quantized, recipe.text
     lines = [f"{p}: {prec.text}" for p, prec in recipe.parts]
     text = (f"{model}\n\n# recipe: {recipe.text}\n# " + "\n# ".join(lines)

@@ -72,6 +72,10 @@ def run(args) -> int:
             record = json.loads(Path(args.ladder).read_text())
         except (OSError, ValueError) as e:
             raise CLIError(f"--ladder {args.ladder}: {e}") from None
+        from ..results import LADDER_FORMAT
+        if not isinstance(record, dict) or record.get("format") != LADDER_FORMAT:
+            raise CLIError(f"--ladder {args.ladder}: not a stored ladder (format {LADDER_FORMAT}; "
+                           f"python -m wlm bits --save-to DIR writes one)")
         return _finish(args, record)
     ckpt = load_checkpoint(args.checkpoint)
     corpus = corpus_of(args, ckpt)

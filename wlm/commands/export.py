@@ -23,25 +23,22 @@ def add_arguments(c) -> None:
 
 def run(args) -> int:
     from ..checkpoint import load_checkpoint
-    from ..lowbit import Recipe, quantize_model
+    from ..lowbit import Recipe
     from ..packed import read_packed, save_dequantized, write_packed
     ckpt = load_checkpoint(args.checkpoint)
     if args.variant:
-        from ..variants import VARIANTS, LowBitFile, _lowbit_recipe
+        from ..variants import VARIANTS, LowBitFile, lowbit_recipe
         spec = VARIANTS.get(args.variant)
         if spec is None or not isinstance(spec.recipe_config, LowBitFile):
             low = [n for n, s in VARIANTS.items() if isinstance(s.recipe_config, LowBitFile)]
             raise CLIError(f"--variant must be one of {', '.join(low)} (a low-bit recipe), got {args.variant!r}")
-        recipe = _lowbit_recipe(spec.recipe_config.path, ckpt.sha256, ckpt.model.config.nlayers)
+        recipe = lowbit_recipe(spec.recipe_config.path, ckpt.sha256, ckpt.model.config.nlayers)
     else:
         recipe = Recipe.parse(args.recipe, ckpt.model.config.nlayers)
     if not recipe.quantized:
         raise CLIError("the recipe keeps every part in fp32: nothing to pack")
-    hessians = None
-    if recipe.rounding == "gptq":
-        from ..gptq import Calibration
-        hessians = Calibration.load(checkpoint_sha256=ckpt.sha256).hessians
-    model, quantized = quantize_model(ckpt.model, recipe, hessians)
+    from ..variants import quantize_lowbit
+    model, quantized = quantize_lowbit(ckpt, recipe)
     provenance = {"recipe": recipe.text, "checkpoint_sha256": ckpt.sha256, "command": command_line(args)}
     path = write_packed(args.out, model, ckpt.dictionary.idx2word, recipe.text, quantized, provenance)
     back, *_ = read_packed(path)                        # read it back: the same weights, bit for bit

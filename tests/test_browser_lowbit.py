@@ -40,8 +40,9 @@ def test_your_2_bit_recipe_writes_in_the_side_by_side_and_falls_apart(lowbit_url
     page.click("#recipe-write")
     page.wait_for_function("() => (document.querySelector('#right-title') || {}).innerText?.includes('recipe:')",
                            timeout=180_000)
-    page.wait_for_function("() => (document.querySelector('#notes') || {}).innerText?.includes('Step by step')",
-                           timeout=180_000)
+    page.wait_for_function(                                                     # the recipe's notes, not the first's
+        "() => { const t = (document.querySelector('#notes') || {}).innerText || '';"
+        " return t.includes('Step by step') && t.includes('with --recipe'); }", timeout=180_000)
     title = page.inner_text("#right-title")
     assert "embedding=int2-g32 lstm=int2-g32 decoder=int2-g32" in title and "computed in fp32" in title
     notes = page.inner_text("#notes")

@@ -24,6 +24,7 @@ from wlm.text import WORD_CSS  # noqa: E402
 from wlm.threads import usable_cpus  # noqa: E402
 from wlm.variants import REFERENCE  # noqa: E402
 
+CHART_MIN = 400                   # px: two charts share a row down to 800 px wide; narrower, they stack
 GENERATE_CONCURRENCY = 4          # Generates in progress at once; they take the CPU in turns (wlm.turns)
 HEAD = f'<meta name="description" content="{html.escape(scorecard.DESCRIPTION)}">'
 # Gradio's default theme, with its primary buttons and subdued text (slider bounds, footer) dark
@@ -137,9 +138,15 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                 table = gr.Dataframe(label="fp32 and every variant measured (click a column to sort)",
                                      elem_id="table", interactive=False, wrap=True)
                 with gr.Row():
-                    size_plot, speed_plot = gr.HTML(elem_id="size-plot"), gr.HTML(elem_id="speed-plot")
+                    with gr.Column(min_width=CHART_MIN):
+                        size_plot = gr.HTML(elem_id="size-plot")
+                    with gr.Column(min_width=CHART_MIN):
+                        speed_plot = gr.HTML(elem_id="speed-plot")
                 with gr.Row():
-                    size_trade, speed_trade = gr.HTML(elem_id="size-trade"), gr.HTML(elem_id="speed-trade")
+                    with gr.Column(min_width=CHART_MIN):
+                        size_trade = gr.HTML(elem_id="size-trade")
+                    with gr.Column(min_width=CHART_MIN):
+                        speed_trade = gr.HTML(elem_id="speed-trade")
                 kl_plot = gr.HTML(elem_id="kl-plot")
                 with gr.Accordion("How this was measured, and this server", open=False):
                     details = gr.Markdown(elem_id="details")
@@ -161,10 +168,14 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                 ins_table = gr.Dataframe(label="per part: error and sensitivity", elem_id="inspect-table",
                                          interactive=False, wrap=True)
                 with gr.Row():
-                    sqnr_plot, sens_plot = gr.HTML(elem_id="sqnr-plot"), gr.HTML(elem_id="sensitivity-plot")
+                    with gr.Column(min_width=CHART_MIN):
+                        sqnr_plot = gr.HTML(elem_id="sqnr-plot")
+                    with gr.Column(min_width=CHART_MIN):
+                        sens_plot = gr.HTML(elem_id="sensitivity-plot")
                 with gr.Row():
-                    parts_time = gr.HTML(elem_id="parts-time-plot")
-                    with gr.Column():
+                    with gr.Column(min_width=CHART_MIN):
+                        parts_time = gr.HTML(elem_id="parts-time-plot")
+                    with gr.Column(min_width=CHART_MIN):
                         hist_part = gr.Dropdown(app.inspect.parts, value="decoder", label="Weights of",
                                                 elem_id="hist-part")
                         hist_plot = gr.HTML(elem_id="hist-plot")
@@ -180,7 +191,10 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                                            label="Scales", elem_id="ladder-grouping")
                 ladder_summary = gr.Markdown(elem_id="ladder-summary")
                 with gr.Row():
-                    cliff, budget = gr.HTML(elem_id="ladder-cliff"), gr.HTML(elem_id="ladder-budget")
+                    with gr.Column(min_width=CHART_MIN):
+                        cliff = gr.HTML(elem_id="ladder-cliff")
+                    with gr.Column(min_width=CHART_MIN):
+                        budget = gr.HTML(elem_id="ladder-budget")
                 budget_note = gr.Markdown(elem_id="ladder-budget-note")
                 ladder_table = gr.Dataframe(label="the ladder: one part at a time, and all parts", elem_id="ladder-table",
                                             interactive=False, wrap=True)

@@ -78,6 +78,11 @@ def test_the_ladder_and_the_budget_curve_read_in_both_themes(lowbit_url, browser
     lines = page.eval_on_selector_all("#ladder-cliff g.line title", "els => els.map(e => e.textContent)")
     assert {"embedding", "lstm.0", "lstm.4", "decoder", "all parts"} <= set(lines), lines
     assert page.eval_on_selector_all("#ladder-budget g.point", "els => els.length") >= 5   # 8-bit variants and more
+    cliff, budget = (page.locator(f"#ladder-{c} svg.wlm-chart").bounding_box() for c in ("cliff", "budget"))
+    if size[0] < 800:                                          # a phone: stacked, each the page's width
+        assert budget["y"] >= cliff["y"] + cliff["height"] - 1 and cliff["width"] > 0.7 * size[0], (cliff, budget)
+    else:                                                      # side by side
+        assert budget["x"] >= cliff["x"] + cliff["width"] - 1 and abs(budget["y"] - cliff["y"]) < 40, (cliff, budget)
     legible = page.evaluate(CONTRAST.replace("svg.wlm-chart text, #scorecard .wlm-card *, #scorecard .wlm-card-note",
                                              "#ladder-cliff svg.wlm-chart text, #ladder-budget svg.wlm-chart text"))
     assert legible and not [t for t in legible if t[1] < 4.5], legible

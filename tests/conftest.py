@@ -22,6 +22,11 @@ SHIPPED_CHECKPOINT = ROOT / "data" / "wlm-lstm.safetensors"
 _WIKITEXT_DIR = Path(os.environ.get("WLM_DATA") or ROOT.parent / "shared" / "data" / "wikitext-2")
 
 
+def signed(value: float, digits: int = 4) -> str:
+    """A figure as the tables print it: signed, and a value that rounds to zero as +0.000…, never -0.000…"""
+    return f"{value if round(value, digits) != 0 else 0.0:+.{digits}f}"
+
+
 def wikitext_dir() -> Path:
     return _WIKITEXT_DIR
 

@@ -14,7 +14,7 @@ from wlm.data import FULL_SLICE
 from wlm.inspectview import OUTPUTS as INSPECT_OUTPUTS
 from wlm.measureview import DEFAULT_SLICE, OUTPUTS, SLICES, TABLE_COLUMNS
 from wlm.download import SHA256
-from tests.conftest import sharpen
+from tests.conftest import sharpen, signed
 
 JOIN_S = 120          # no test thread may outlive this
 
@@ -185,7 +185,7 @@ def test_measure_fills_table_plots_and_status(app):
     assert out["speed"].count('class="bar"') == 2 and calls[-1][0] == calls[-1][1]
     assert 0 < lead(table["top-1 agree"][1]) <= 1 and 0 < lead(table["overlap (1-TV)"][1]) <= 1
     record = out["shown"]["rows"][1]                                         # each figure with its error
-    assert table["loss change (nats)"][1].startswith(f'{record["loss_change"]:+.4f} ± {record["loss_change_se"]:.4f}')
+    assert table["loss change (nats)"][1].startswith(f'{signed(record["loss_change"])} ± {record["loss_change_se"]:.4f}')
     assert table["top-1 agree"][1] == f'{record["agreement"]["top1"]:.4f} ± {record["agreement"]["top1_se"]:.4f}'
     lo, hi = record["speedup_ci"]
     assert table["speed-up x [95%]"][1] == f'{record["speedup"]:.2f} [{lo:.2f}-{hi:.2f}]'

@@ -3,6 +3,8 @@ import pytest
 from wlm.bench import compare, format_table, generation_rate, machine_info
 from wlm.quantize import quantize
 
+from tests.conftest import signed
+
 
 def test_compare_measures_both_models_on_the_same_tokens(tiny_model, tiny_corpus):
     calls = []
@@ -45,7 +47,7 @@ def test_rows_carry_their_errors_and_intervals(tiny_model, tiny_corpus):
     assert {"kl_mean_se", "top1_se", "overlap_se", "dp_rms_se"} <= set(d["agreement"])
     assert all(d["agreement"][k] > 0 for k in ("kl_mean_se", "overlap_se", "dp_rms_se"))
     table = format_table([fp, q])
-    assert f"{q.loss_change:+.4f} ± {q.loss_change_se:.4f}" in table and "batch means over blocks of 100" in table
+    assert f"{signed(q.loss_change)} ± {q.loss_change_se:.4f}" in table and "batch means over blocks of 100" in table
     old = {"rows": []}
     for m in (fp, q):
         r = asdict(m)
@@ -57,7 +59,7 @@ def test_rows_carry_their_errors_and_intervals(tiny_model, tiny_corpus):
     loaded = rows_of(old)
     assert loaded[1].loss_change_se is None and loaded[1].agreement.kl_mean_se is None
     text = format_table(loaded)
-    assert "±" not in text and f"{q.loss_change:+.4f}" in text
+    assert "±" not in text and signed(q.loss_change) in text
 
 
 def test_bench_measures_a_model_alone_and_in_company(tiny_model, tiny_corpus):

@@ -274,3 +274,12 @@ def test_each_model_runs_its_block_of_chunks_in_a_row(tiny_model, tiny_corpus):
                    warm=False)
     c.run()
     assert order == ["ref"] * 4 + ["a"] * 4 + ["b"] * 4 + ["ref"] * 4 + ["b"] * 4 + ["a"] * 4
+
+
+def test_identical_models_never_part_and_the_tables_say_so():
+    """A model against an exact copy of itself has overlap 1: its samples never part. The tables
+    say "never", not the cap's number."""
+    from wlm.evaluate import NEVER_PARTS, fmt_parting, words_before_parting
+    assert words_before_parting(1.0) == NEVER_PARTS
+    assert fmt_parting(words_before_parting(1.0), NEVER_PARTS) == "never"
+    assert fmt_parting(words_before_parting(0.9643), 0.2) == "27.0 ± 0.2"

@@ -88,3 +88,19 @@ def test_the_command_line_the_notes_give_writes_the_same_text(app, capsys):
     argv = ["generate", *shlex.split(base), *shlex.split(command), "--checkpoint", app.cfg.checkpoint, "--json"]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["words"] == [html.unescape(w) for w in words(last[1])]
+
+
+def test_the_recipe_is_compared_with_qint8_as_the_stored_record_has_it(app, monkeypatch):
+    """The status line's qint8 figures are the stored full-split record's, not numbers in the code;
+    without such a record it says nothing of qint8."""
+    values = ("int4-g32", "int4-row", "int4-row", "int4-g32", "rtn")
+    _, _, name = app.recipe.build(*values)
+    record = app.quick_quality(name)
+    monkeypatch.setattr(app, "full_split_record", lambda: None)
+    assert "qint8" not in app.recipe.status(name, record)
+    full = {**record, "tokens": 123_456, "rows": [dict(r) for r in record["rows"]]}
+    full["rows"][1] = {**full["rows"][1], "model": "qint8",
+                       "agreement": {**full["rows"][1]["agreement"], "kl_mean": 0.01234, "top1": 0.8765}}
+    monkeypatch.setattr(app, "full_split_record", lambda: full)
+    assert ("The tutorial's qint8 has KL 0.0123 and top-1 0.876 on the whole test split (123,456 tokens)."
+            in app.recipe.status(name, record))

@@ -91,6 +91,8 @@ def test_the_figures_as_people_read_them():
     assert stats.fmt_pm(0.00441, 0.00062) == "+0.0044 ± 0.0006"
     assert stats.fmt_pm(0.9466, 0.0012, 4, sign=False) == "0.9466 ± 0.0012"
     assert stats.fmt_pm(0.0044, None) == "+0.0044"                          # an older record
+    assert stats.fmt_pm(-0.00001, 0.0002) == "+0.0000 ± 0.0002"             # no negative zero
+    assert stats.fmt_pm(-0.00001, None, 4, sign=False) == "0.0000" and stats.fmt_pm(-0.00006, None) == "-0.0001"
     assert stats.within_noise(0.0015, 0.0011) and not stats.within_noise(0.0044, 0.0006)
     assert not stats.within_noise(0.0, None)
     assert stats.noise_mark(-0.0001, 0.0003) == " (within noise)" and stats.noise_mark(0.01, 0.001) == ""

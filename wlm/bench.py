@@ -18,7 +18,7 @@ import torch
 
 from .data import Dictionary
 from . import stats
-from .evaluate import Agreement, Comparison, num_threads
+from .evaluate import Agreement, Comparison, fmt_parting, num_threads
 from .generate import GenerationConfig, generate
 from .progress import Progress
 from .quantize import model_size
@@ -341,7 +341,7 @@ def format_table(rows: list[Measurement]) -> str:
             dp_mark = " ~" if stats.within_noise(a.dp_mean, a.dp_mean_se) else ""
             lines.append(f"{m.model:<{w}} {stats.fmt_pm(a.top1, a.top1_se, 4, False):>17} "
                          f"{stats.fmt_pm(a.kl_mean, a.kl_mean_se, 5, False):>19} {a.kl_median:9.5f} {a.kl_p99:8.4f} "
-                         f"{stats.fmt_pm(a.overlap, a.overlap_se, 4, False):>17} {a.words_before_parting:6.1f} "
+                         f"{stats.fmt_pm(a.overlap, a.overlap_se, 4, False):>17} {fmt_parting(a.words_before_parting, None):>6} "
                          f"{stats.fmt_pm(a.dp_mean, a.dp_mean_se, 5) + dp_mark:>21} "
                          f"{stats.fmt_pm(a.dp_rms, a.dp_rms_se, 5, False):>19}")
         lines.append("top-1: same most likely word; KL(fp32 || model) in nats; overlap: 1 - total variation, the "

@@ -9,6 +9,17 @@ from .commands import COMMANDS
 from .commands.common import CLIError
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default said once: not again where its help already says it, nor when it is
+    nothing (None, False, empty)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, "", argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m wlm", description="wlm: an LSTM language model, fp32 against its "
                                 "quantized copies")
@@ -16,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f".commands.{name}", __package__)
         c = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         module.add_arguments(c)
         c.set_defaults(func=module.run)
     return p

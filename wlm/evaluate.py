@@ -42,10 +42,18 @@ AGREEMENT_BLOCK_ROWS = 3     # rows of the agreement metrics at a time: 4 arrays
 DEFAULT_BLOCK_CHUNKS = 8     # chunks a model runs in a row: its first one starts with cold caches, the other 7 warm
 
 
+NEVER_PARTS = 1e6            # words_before_parting's cap: the two samples never part (o = 1)
+
+
 def words_before_parting(overlap: float) -> float:
     """Expected identical words before two coupled samples first differ, when each step agrees
-    with probability ``overlap``: sum over k >= 1 of o^k = o / (1 - o) (at most 1e6)."""
-    return min(1e6, overlap / max(1e-12, 1 - overlap))
+    with probability ``overlap``: sum over k >= 1 of o^k = o / (1 - o) (at most ``NEVER_PARTS``)."""
+    return min(NEVER_PARTS, overlap / max(1e-12, 1 - overlap))
+
+
+def fmt_parting(words: float, se: float | None) -> str:
+    """``"27.0 ± 0.2"``; ``"never"`` at the cap (identical distributions: the samples never part)."""
+    return "never" if words >= NEVER_PARTS else stats.fmt_pm(words, se, 1, False)
 
 
 @dataclass
@@ -425,7 +433,7 @@ class Comparison:
                          top1_se=stats.batch_means_se(acc["top1"], b), overlap_se=overlap_se,
                          dp_mean_se=stats.batch_means_se(dp, b), dp_rms_se=stats.rms_se(dp, b),
                          # d/do o / (1 - o) = 1 / (1 - o)^2 (delta method)
-                         words_before_parting_se=(min(1e6, overlap_se / max(1e-12, 1 - overlap) ** 2)
+                         words_before_parting_se=(min(NEVER_PARTS, overlap_se / max(1e-12, 1 - overlap) ** 2)
                                                   if overlap_se is not None else None),
                          se_block_tokens=b)
 

@@ -43,7 +43,7 @@ SHORT = {"int8-per-channel": "per channel", "8bit-rows": "8-bit rows", "int8": "
 
 
 def _pm(v: float, se, digits: int) -> str:
-    return f"{v:+.{digits}f}" if se is None else f"{v:+.{digits}f} ± {se:.{digits}f}"
+    return fmt_pm(v, se, digits)
 
 
 def table(report: dict) -> pd.DataFrame:

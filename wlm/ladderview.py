@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .data import FULL_SLICE
 from .ladder import rung_table
 from .lowbit import BITS
 from .palette import MODELS, PARTS, ROUNDINGS
@@ -69,8 +68,7 @@ class LadderPanel:
 
     def measured(self) -> dict | None:
         """The full-split measurement shown when the page opens (for the measured points)."""
-        return self.app.store.find(slice=FULL_SLICE, checkpoint_sha256=self.app.ckpt.sha256,
-                                   test_sha256=self.app.test_sha256())
+        return self.app.full_split_record()
 
     # ------------------------------------------------------------------ the view
     def initial(self) -> tuple:

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Callable
 
 from .lowbit import BITS, ROUNDINGS, Precision, Recipe
 from .model import part_names
+from .palette import MODULE_LABELS
 from .recipes import NAME_PREFIX, PRESETS, QUICK_TOKENS
+from .results import rows_of
 from .stats import fmt_pm
 from .variants import NO_SPEED
 
@@ -73,19 +75,29 @@ class RecipePanel:
         record = self.app.quick_quality(name, progress=progress)
         return self.status(name, record), [*self.app.choices, name], name
 
+    def versus_qint8(self) -> str:
+        """The tutorial's qint8 as the stored full-split measurement has it ("" without one)."""
+        full = self.app.full_split_record()
+        q = next((m for m in rows_of(full) if m.model == "qint8"), None) if full else None
+        if not (q and q.agreement):
+            return ""
+        tokens = f" ({full['tokens']:,} tokens)" if full.get("tokens") else ""
+        return (f"The tutorial's qint8 has KL {q.agreement.kl_mean:.4f} and top-1 {q.agreement.top1:.3f} on the whole "
+                f"test split{tokens}.")
+
     def status(self, name: str, record: dict) -> str:
         fp, q = record["rows"][0], record["rows"][1]
         a = q["agreement"]
         text = name[len(NAME_PREFIX):]
         recipe = self.app.recipes.recipe(name)
-        mods = ", ".join(f"{part} {mb:.2f} MB" for part, mb in q["modules_mb"].items())
+        mods = ", ".join(f"{MODULE_LABELS.get(part, part)} {mb:.2f} MB" for part, mb in q["modules_mb"].items())
         se = q.get("loss_change_se")
         lines = [f"**{q['size_mb']:.2f} MB** packed file ({fp['size_mb'] / q['size_mb']:.1f}x smaller than fp32's "
                  f"{fp['size_mb']:.1f} MB; {mods}; the rest is the header and the vocabulary).",
                  f"On the first {q['tokens']:,} test tokens against fp32: KL **{fmt_pm(a['kl_mean'], a.get('kl_mean_se'), 4, False)}**"
                  f" nats, top-1 **{fmt_pm(a['top1'], a.get('top1_se'), 3, False)}**, loss "
                  f"{fmt_pm(q['loss_change'], se)} nats (perplexity {fp['ppl']:.1f} → {q['ppl']:.1f}). "
-                 f"The tutorial's qint8 has KL 0.0045 and top-1 0.947 on the whole test split.",
+                 + self.versus_qint8(),
                  f"{NO_SPEED[0].upper() + NO_SPEED[1:]}. Rounding: {recipe.rounding}.",
                  f"The same file from the command line: `python -m wlm export --recipe {shlex.quote(text)} "
                  f"--out my-recipe.safetensors`. **Write with it** puts it in the side by side."]

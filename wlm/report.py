@@ -7,6 +7,7 @@ Every section names the command that measured it, the machine, the date and the 
 from __future__ import annotations
 
 from .data import FULL_SLICE
+from .evaluate import fmt_parting
 from .ladder import rung_table
 from .lowbit import BITS
 from .recipe import lowbit_choice
@@ -100,7 +101,7 @@ def measure_section(record: dict) -> str:
             continue
         out.append(f"| {m.model} | {fmt_pm(a.top1, a.top1_se, 4, False)} | {fmt_pm(a.kl_mean, a.kl_mean_se, 5, False)} | "
                    f"{a.kl_median:.5f} | {a.kl_p99:.4f} | {fmt_pm(a.overlap, a.overlap_se, 4, False)} | "
-                   f"{fmt_pm(a.words_before_parting, a.words_before_parting_se, 1, False)} | "
+                   f"{fmt_parting(a.words_before_parting, a.words_before_parting_se)} | "
                    f"{fmt_pm(a.dp_mean, a.dp_mean_se, 5)} | {fmt_pm(a.dp_rms, a.dp_rms_se, 5, False)} |")
     t = record.get("timing") or {}
     if t.get("models_s"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from . import checks
 from .bench import call_sentence
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from .data import TEST_TOKENS, load_split, resolve_data_dir
+from .data import FULL_SLICE, TEST_TOKENS, load_split, resolve_data_dir
 from .download import SHA256, DownloadError, download, sha256_file
 from .recipes import QUICK_TOKENS, RecipeBook, is_recipe_name
 from .results import ResultStore, make_record
@@ -240,6 +240,11 @@ class Shared:
         """The fields that make two stored results the same one, but for the machine."""
         return {"slice": slice_label, "threads": threads, "test_sha256": self.test_sha256(),
                 "checkpoint_sha256": self.ckpt.sha256, **more}
+
+    def full_split_record(self) -> dict | None:
+        """The newest stored measurement of the whole test split for this checkpoint (this server's,
+        else the shipped one): the figures a panel compares with."""
+        return self.store.find(slice=FULL_SLICE, checkpoint_sha256=self.ckpt.sha256, test_sha256=self.test_sha256())
 
     @staticmethod
     def here(machine: dict) -> dict:

@@ -122,7 +122,9 @@ def within_noise(value: float, se: float | None, z: float = Z95) -> bool:
 
 
 def fmt_pm(value: float, se: float | None, digits: int = 4, sign: bool = True) -> str:
-    """``"+0.0044 ± 0.0006"``; the bare value when no error is known (an older record)."""
+    """``"+0.0044 ± 0.0006"``; the bare value when no error is known (an older record). A value
+    that rounds to zero reads ``+0.0000``, never ``-0.0000``."""
+    value = value if round(value, digits) != 0 else 0.0
     v = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
     return v if se is None or not math.isfinite(se) else f"{v} ± {se:.{digits}f}"
 

@@ -9,7 +9,7 @@ HELP = "collect the inputs' second moments of every LSTM and decoder matrix (for
 def add_arguments(c) -> None:
     from ..checkpoint import DEFAULT_CHECKPOINT
     from ..gptq import CALIBRATION_FILE
-    c.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    c.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="the wlm checkpoint (.safetensors)")
     add_data_option(c)
     c.add_argument("--split", choices=["train", "valid"], default="train",
                    help="the text read (never test: the results are judged on it)")

@@ -60,12 +60,12 @@ def add_model_options(c: argparse.ArgumentParser, *, model: str | None = None, s
                       cache: bool = False) -> argparse.ArgumentParser:
     """The options several commands share: --checkpoint [--quantize], [--data, --split,
     --max-tokens], [--cache], --threads, --json."""
-    c.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    c.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="the wlm checkpoint (.safetensors)")
     if model:
         c.add_argument("--quantize", action="store_true", help=f"{model} the qint8 dynamic quantized model")
     if split:
         add_data_option(c)
-        c.add_argument("--split", choices=["train", "valid", "test"], default="test")
+        c.add_argument("--split", choices=["train", "valid", "test"], default="test", help="the split to read")
         c.add_argument("--max-tokens", type=positive_int, default=None, help="use only the first N tokens")
     if cache:
         c.add_argument("--cache", help="folder for ONNX exports and stored results (default: $WLM_CACHE or "

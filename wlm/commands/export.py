@@ -11,7 +11,7 @@ HELP = "write a low-bit recipe's packed .safetensors file (and its dequantized f
 
 def add_arguments(c) -> None:
     from ..checkpoint import DEFAULT_CHECKPOINT
-    c.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    c.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="the wlm checkpoint (.safetensors)")
     source = c.add_mutually_exclusive_group(required=True)
     source.add_argument("--recipe", help="e.g. 'embedding=int4-g32 lstm=int6-g32 decoder=int5-g32 rounding=gptq'")
     source.add_argument("--variant", help="a variant that follows a low-bit recipe file (lowbit-mixed)")

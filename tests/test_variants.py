@@ -2,6 +2,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,6 +94,48 @@ def test_onnx_export_matches_fp32_and_int8_is_close(ckpt, tiny_corpus, tmp_path)
     assert sum(fp.size.modules_mb.values()) <= fp.size.total_mb
     _, r = Comparison({"fp32": ckpt.model, "ort-int8": q.model}, tiny_corpus.test, max_tokens=400).run()
     assert r.agreement.top1 >= 0.97 and r.agreement.overlap >= 0.9985    # (seen: 0.9899, 0.99906)
+
+
+def symmetric_4bit(w: np.ndarray, block: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Plain numpy, as ONNX Runtime's MatMulNBitsQuantizer defines symmetric 4 bits: per block of
+    ``block`` inputs of each row, the largest-magnitude weight lands on -8 (scale = -that weight / 8,
+    so a scale may be negative and all 16 levels are used), the rest rounded to nearest."""
+    b = w.reshape(w.shape[0], -1, block).astype(np.float64)
+    extreme = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1)[..., 0]
+    scale = -extreme / 8
+    codes = np.clip(np.round(b / np.where(scale == 0, 1, scale)[..., None]), -8, 7)
+    return codes.reshape(w.shape).astype(np.int64), scale
+
+
+def test_ort_int4_holds_the_4_bit_weights_plain_numpy_rounds_and_runs_near_fp32(ckpt, tiny_corpus, tmp_path):
+    """ort-int4: the embedding as GatherBlockQuantized and the decoder as MatMulNBits hold, bit for
+    bit but for ties, the codes and scales an independent numpy rounding gives; the LSTM is the
+    stock DynamicQuantizeLSTM; the file is smaller than ort-int8's and the model runs near fp32."""
+    import onnx
+    from onnx import numpy_helper
+    v8, v4 = build("ort-int8", ckpt, tmp_path), build("ort-int4", ckpt, tmp_path)
+    graph = onnx.load(str(v4.model.path)).graph
+    nodes = {n.op_type: n for n in graph.node}
+    assert {"GatherBlockQuantized", "MatMulNBits", "DynamicQuantizeLSTM"} <= set(nodes) and "MatMul" not in nodes
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    gather = nodes["GatherBlockQuantized"]                 # int4 codes (ntoken, ninp), scales (ntoken, ninp / 32)
+    codes, scale = symmetric_4bit(ckpt.model.encoder.weight.detach().numpy())
+    assert np.allclose(init[gather.input[2]], scale, rtol=1e-6, atol=0)
+    assert (init[gather.input[0]].astype(np.int64) == codes).mean() > 0.999
+
+    matmul = nodes["MatMulNBits"]                          # uint8 (N, K / 32, 16): two codes a byte, low first, +8
+    packed = init[matmul.input[1]]
+    unpacked = np.stack([packed & 0xF, packed >> 4], -1).reshape(packed.shape[0], -1).astype(np.int64) - 8
+    codes, scale = symmetric_4bit(ckpt.model.decoder.weight.detach().numpy())
+    assert np.allclose(init[matmul.input[2]].reshape(scale.shape), scale, rtol=1e-6, atol=0)
+    assert (unpacked == codes).mean() > 0.999
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in matmul.attribute}["bits"] == 4
+
+    assert v4.size.total_mb < v8.size.total_mb and v4.size.modules_mb["decoder"] < v8.size.modules_mb["decoder"]
+    assert "MatMulNBits" in v4.description
+    _, r = Comparison({"fp32": ckpt.model, "ort-int4": v4.model}, tiny_corpus.test, max_tokens=400).run()
+    assert r.agreement.top1 >= 0.94 and r.agreement.overlap >= 0.99      # (seen: 0.9493, 0.99108)
 
 
 def test_export_leaves_the_model_in_its_mode(ckpt, tmp_path):
@@ -232,6 +275,11 @@ def test_without_onnxruntime_its_variants_are_hidden_with_the_reason(ckpt, tmp_p
     assert "ort-int8" in app.variants_note() and "not installed" in app.variants_note()
     with pytest.raises(ValueError, match="not installed"):              # what Generate and Measure check
         app.variant_arg("ort-int8")
+
+
+def test_without_onnx_ir_only_ort_int4_is_hidden_with_the_reason(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx_ir", None)
+    assert "onnx-ir" in unavailable("ort-int4") and unavailable("ort-int8") is None
 
 
 def test_variant_cache_builds_once(ckpt, tmp_path):

@@ -42,7 +42,9 @@ symmetric integer grid (qmax = 2^(bits-1) - 1 levels each side of 0) with one fl
 of 32 inputs. *Round to nearest* takes the scale from the largest weight; *mse* clips the scale where the squared
 error is least; *GPTQ* also pushes each column's rounding error onto the columns not yet rounded, weighted by the
 inputs' statistics from 100,000 training tokens, so the layer's output stays close. The sizes are the bytes of the
-packed file (`python -m wlm export`). """ + NO_SPEED[0].upper() + NO_SPEED[1:] + "."
+packed file (`python -m wlm export`). """ + NO_SPEED[0].upper() + NO_SPEED[1:] + """. One low-bit model here has
+a real speed: **ort-int4** in the top dropdown, ONNX Runtime's own packed 4-bit kernels for the decoder and the embedding
+(`MatMulNBits`, `GatherBlockQuantized`, groups of 32), the LSTM in int8."""
 
 
 def _pm(v, se, digits):
@@ -174,7 +176,7 @@ class LadderPanel:
                 colors[name] = MODELS.get(name, "#888888")
         svg = lines_svg(series, "file, MB", "KL(fp32 ‖ model), nats", title, colors,
                         log_y=True, log_x=True, points=points, dashed=set(series),
-                        x_ticks=[5, 10, 20, 50, 120], point_labels={"lowbit-mixed", "qint8"})
+                        x_ticks=[5, 10, 20, 50, 120], point_labels={"lowbit-mixed", "qint8", "ort-int4"})
         tokens = f" ({measured['tokens']:,} predicted tokens)" if measured and measured.get("tokens") else ""
         note = [f"Lines (predicted): for each size, the plan with the least KL predicted from the single-part rungs of the "
                 f"first {recipe['tokens']:,} **validation** tokens (parts' KLs added up; {recipe['rule']}). Points: "

@@ -1,8 +1,14 @@
-"""The ONNX Runtime engine: the checkpoint exported to ONNX, fp32 and dynamic int8.
+"""The ONNX Runtime engine: the checkpoint exported to ONNX, fp32, dynamic int8, and 4-bit
+weights through ONNX Runtime's own packed 4-bit kernels.
 
 ``torch.ao.quantization`` is deprecated and torchao's ``quantize_`` covers Linear layers only;
 for an LSTM the live int8 path is ONNX Runtime's ``DynamicQuantizeLSTM``, which
 ``onnxruntime.quantization.quantize_dynamic`` produces from the exported ``LSTM`` node.
+``int4``: the LSTM as in ``int8``; the decoder's MatMul and the embedding's Gather with 4-bit
+weights (``MatMulNBits``, ``GatherBlockQuantized``: symmetric, one fp32 scale per block of 32
+inputs, rounded to nearest by ONNX Runtime's ``MatMulNBitsQuantizer``), the MatMul computed
+on int8-quantized activations (``accuracy_level`` 4). These kernels take 2, 4 or 8 bits and
+have no LSTM: this is the low-bit model whose speed is real here.
 
 Exports are cached under their key: ``<cache>/onnx-<key>/wlm-<kind>.onnx``, where ``key`` is
 a hash of the checkpoint's sha256, the torch / onnx / onnxruntime versions and the opset
@@ -32,23 +38,26 @@ from .quantize import SizeReport
 from .storage import atomic_write, complete, remove_stale_parts, write_json
 
 OPSET = 17
-KINDS = ("fp32", "int8", "int8-per-channel")
+KINDS = ("fp32", "int8", "int8-per-channel", "int4")
+INT4_BLOCK = 32                   # inputs per scale of the 4-bit weights (as the bit ladder's groups)
 BUILD_TIMEOUT_S = 900             # a child build that takes longer is killed
 # torch.onnx.export keeps its state in module globals: two exports at once in one process fail
 # ("GLOBALS.in_onnx_export must be ..."), so builds take turns, whoever asks.
 _BUILD_LOCK = threading.RLock()
 
 
-def available() -> str | None:
-    """None if the engine can run here, else why not (one line)."""
+def available(kind: str = "int8") -> str | None:
+    """None if the engine can build and run ``kind`` here, else why not (one line)."""
     import importlib.util
-    for name in ("onnx", "onnxruntime"):     # found, not imported: importing them costs ~1.5 s of start-up
+    needed = ("onnx", "onnxruntime", "onnx_ir") if kind == "int4" else ("onnx", "onnxruntime")
+    for name in needed:                      # found, not imported: importing them costs ~1.5 s of start-up
         try:
             found = importlib.util.find_spec(name) is not None
         except (ImportError, ValueError):    # e.g. a module set to None in sys.modules
             found = False
         if not found:
-            return f"ONNX Runtime is not installed ({name} missing): pip install onnxruntime onnx"
+            return (f"ONNX Runtime's 4-bit quantizer needs onnx-ir (pip install onnx-ir)" if name == "onnx_ir" else
+                    f"ONNX Runtime is not installed ({name} missing): pip install onnxruntime onnx")
     return None
 
 
@@ -160,6 +169,11 @@ def _build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, pro
         if progress:
             progress("exporting the checkpoint to ONNX")
         export(model, path)
+    elif kind == "int4":
+        src = _build(model, checkpoint_sha256, cache, "fp32", progress)
+        if progress:
+            progress("quantizing the ONNX model: LSTM int8, decoder and embedding 4-bit (MatMulNBits)")
+        atomic_write(path, lambda tmp: _quantize_int4(src, tmp))
     else:
         from onnxruntime.quantization import QuantType, quantize_dynamic
         src = _build(model, checkpoint_sha256, cache, "fp32", progress)
@@ -170,6 +184,24 @@ def _build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, pro
         atomic_write(path, lambda tmp: quantize_dynamic(src, tmp, weight_type=QuantType.QInt8,
                                      per_channel=kind == "int8-per-channel"))
     return path
+
+
+def _quantize_int4(src: Path, dst) -> None:
+    """``int4`` (see the module's docstring) from the fp32 export ``src``, written to ``dst``."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    with tempfile.TemporaryDirectory(prefix="wlm-int4-") as tmp:
+        lstm = Path(tmp) / "lstm-int8.onnx"
+        quantize_dynamic(src, lstm, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
+        config = DefaultWeightOnlyQuantConfig(block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=4, bits=4,
+                                              op_types_to_quantize=("MatMul", "Gather"),
+                                              quant_axes=(("MatMul", 0), ("Gather", 1)))
+        quantizer = MatMulNBitsQuantizer(str(lstm), algo_config=config)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
 
 
 def _module_of(initializer: str) -> str:

@@ -19,6 +19,7 @@ MODELS = {
     "ort-fp32": "#72b7b2",
     "ort-int8": "#4c78a8",
     "ort-int8-per-channel": "#17becf",
+    "ort-int4": "#bcbd22",
 }
 
 # the parts of the model, and where the time goes

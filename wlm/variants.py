@@ -51,7 +51,7 @@ class VariantSpec:
     engine: str                    # "torch" or "onnxruntime"
     recipe: str                    # what is quantized, and how
     recipe_config: object = None   # torch: a QuantRecipe, a PlanFile, a LowBitFile or a wlm.lowbit.Recipe;
-    # onnxruntime: "fp32" / "int8" / "int8-per-channel"
+    # onnxruntime: one of wlm.onnx_engine.KINDS
     speed_claimed: bool = True     # False: the weights are low-bit but the model computes in fp32 (NO_SPEED)
 
 
@@ -78,6 +78,8 @@ VARIANTS: dict[str, VariantSpec] = {s.name: s for s in [
                 "(the embedding)", "int8"),
     VariantSpec("ort-int8-per-channel", "onnxruntime", "as ort-int8, with one scale per output channel",
                 "int8-per-channel"),
+    VariantSpec("ort-int4", "onnxruntime", "the LSTM as ort-int8; the decoder and the embedding 4-bit, one scale per "
+                "group of 32, in ONNX Runtime's packed 4-bit kernels (MatMulNBits, GatherBlockQuantized)", "int4"),
 ]}
 
 
@@ -133,7 +135,7 @@ def unavailable(name: str, checkpoint_sha256: str | None = None) -> str | None:
             lowbit_recipe(spec.recipe_config.path, checkpoint_sha256)
         except ValueError as e:
             return str(e)
-    return onnx_engine.available() if spec.engine == "onnxruntime" else None
+    return onnx_engine.available(spec.recipe_config) if spec.engine == "onnxruntime" else None
 
 
 def lowbit_recipe(path: Path, checkpoint_sha256: str | None, nlayers: int | None = None):

@@ -183,7 +183,7 @@ def build_demo(app: QuantDemo) -> gr.Blocks:
                     gr.Markdown(inspectview.INSPECT_INTRO + "\n\n" + app.inspect.recipe_note())
 
             with gr.Tab("How low can it go", id="ladder"):
-                gr.Markdown(ladderview.INTRO)
+                gr.Markdown(app.ladder.intro())
                 with gr.Row():
                     rounding = gr.Dropdown(list(ladderview.ROUNDING_CHOICES), value=ladderview.DEFAULT_ROUNDING,
                                            label="Rounding", elem_id="ladder-rounding")

@@ -100,7 +100,7 @@ def test_the_recipe_is_compared_with_qint8_as_the_stored_record_has_it(app, monk
     assert "qint8" not in app.recipe.status(name, record)
     full = {**record, "tokens": 123_456, "rows": [dict(r) for r in record["rows"]]}
     full["rows"][1] = {**full["rows"][1], "model": "qint8",
-                       "agreement": {**full["rows"][1]["agreement"], "kl_mean": 0.01234, "top1": 0.8765}}
+                       "agreement": {**full["rows"][1]["agreement"], "kl_mean": 0.01234, "top1": 0.8761}}
     monkeypatch.setattr(app, "full_split_record", lambda: full)
     assert ("The tutorial's qint8 has KL 0.0123 and top-1 0.876 on the whole test split (123,456 tokens)."
             in app.recipe.status(name, record))

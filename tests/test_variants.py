@@ -130,7 +130,8 @@ def test_ort_int4_holds_the_4_bit_weights_plain_numpy_rounds_and_runs_near_fp32(
     codes, scale = symmetric_4bit(ckpt.model.decoder.weight.detach().numpy())
     assert np.allclose(init[matmul.input[2]].reshape(scale.shape), scale, rtol=1e-6, atol=0)
     assert (unpacked == codes).mean() > 0.999
-    assert {a.name: onnx.helper.get_attribute_value(a) for a in matmul.attribute}["bits"] == 4
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in matmul.attribute}
+    assert (attrs["bits"], attrs["block_size"], attrs["accuracy_level"]) == (4, 32, 4)    # int8 compute: the speed
 
     assert v4.size.total_mb < v8.size.total_mb and v4.size.modules_mb["decoder"] < v8.size.modules_mb["decoder"]
     assert "MatMulNBits" in v4.description
@@ -277,9 +278,20 @@ def test_without_onnxruntime_its_variants_are_hidden_with_the_reason(ckpt, tmp_p
         app.variant_arg("ort-int8")
 
 
-def test_without_onnx_ir_only_ort_int4_is_hidden_with_the_reason(ckpt, tmp_path, monkeypatch):
+def test_without_onnx_ir_only_ort_int4_is_hidden_with_the_reason(ckpt, tmp_path, monkeypatch, tiny_dir):
+    from wlm.app import AppConfig, QuantDemo
+    offered = QuantDemo(AppConfig(checkpoint=str(ckpt.path), data=str(tiny_dir), cache=str(tmp_path)))
+    assert "ort-int4" in offered.choices and "**ort-int4**" in offered.ladder.intro()
     monkeypatch.setitem(sys.modules, "onnx_ir", None)
     assert "onnx-ir" in unavailable("ort-int4") and unavailable("ort-int8") is None
+    app = QuantDemo(AppConfig(checkpoint=str(ckpt.path), data=str(tiny_dir), cache=str(tmp_path)))
+    assert "ort-int4" not in app.choices and "ort-int8" in app.choices
+    assert "ort-int4" not in app.ladder.intro()                    # the ladder points to it only where it is
+
+
+def test_every_variant_has_its_colour_in_the_variants_order():
+    from wlm.palette import MODELS
+    assert list(MODELS) == list(VARIANTS)
 
 
 def test_variant_cache_builds_once(ckpt, tmp_path):

@@ -15,7 +15,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, "", argparse.SUPPRESS):
+        nothing = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
+        if "default" in text or nothing:                    # (0 == False: compared by identity, 0 is said)
             return text
         return super()._get_help_string(action)
 

@@ -42,9 +42,10 @@ symmetric integer grid (qmax = 2^(bits-1) - 1 levels each side of 0) with one fl
 of 32 inputs. *Round to nearest* takes the scale from the largest weight; *mse* clips the scale where the squared
 error is least; *GPTQ* also pushes each column's rounding error onto the columns not yet rounded, weighted by the
 inputs' statistics from 100,000 training tokens, so the layer's output stays close. The sizes are the bytes of the
-packed file (`python -m wlm export`). """ + NO_SPEED[0].upper() + NO_SPEED[1:] + """. One low-bit model here has
-a real speed: **ort-int4** in the top dropdown, ONNX Runtime's own packed 4-bit kernels for the decoder and the embedding
-(`MatMulNBits`, `GatherBlockQuantized`, groups of 32), the LSTM in int8."""
+packed file (`python -m wlm export`). """ + NO_SPEED[0].upper() + NO_SPEED[1:] + "."
+REAL_4BIT = """ One low-bit model here has a real speed: **ort-int4** in the top dropdown, ONNX Runtime's own
+packed 4-bit kernels for the decoder and the embedding (`MatMulNBits`, `GatherBlockQuantized`, groups of 32), the
+LSTM in int8."""
 
 
 def _pm(v, se, digits):
@@ -56,6 +57,10 @@ class LadderPanel:
 
     def __init__(self, app: "Shared"):
         self.app = app
+
+    def intro(self) -> str:
+        """The panel's opening text; it points to ort-int4 where this server offers it."""
+        return INTRO + (REAL_4BIT if "ort-int4" in self.app.choices else "")
 
     # ------------------------------------------------------------------ the records
     def ladder(self) -> dict | None:

@@ -7,7 +7,8 @@ for an LSTM the live int8 path is ONNX Runtime's ``DynamicQuantizeLSTM``, which
 ``int4``: the LSTM as in ``int8``; the decoder's MatMul and the embedding's Gather with 4-bit
 weights (``MatMulNBits``, ``GatherBlockQuantized``: symmetric, one fp32 scale per block of 32
 inputs, rounded to nearest by ONNX Runtime's ``MatMulNBitsQuantizer``), the MatMul computed
-on int8-quantized activations (``accuracy_level`` 4). These kernels take 2, 4 or 8 bits and
+on int8-quantized activations (``accuracy_level`` 4); the quantizer raises the file's opset
+(to 21 with onnxruntime 1.32) for these contrib ops. These kernels take 2, 4 or 8 bits and
 have no LSTM: this is the low-bit model whose speed is real here.
 
 Exports are cached under their key: ``<cache>/onnx-<key>/wlm-<kind>.onnx``, where ``key`` is
@@ -35,11 +36,14 @@ import torch
 import torch.nn as nn
 
 from .quantize import SizeReport
-from .storage import atomic_write, complete, remove_stale_parts, write_json
+from .storage import atomic_write, complete, remove_stale_parts, temp_prefix, write_json
 
 OPSET = 17
 KINDS = ("fp32", "int8", "int8-per-channel", "int4")
 INT4_BLOCK = 32                   # inputs per scale of the 4-bit weights (as the bit ladder's groups)
+INT4_ACCURACY = 4                 # MatMulNBits' accuracy_level: 4 = the activations quantized to int8, int8 dot products
+# a kind's settings that the cache key (library versions, opset) does not hold go into its file's name
+FILE_KINDS = {"int4": f"int4-g{INT4_BLOCK}-a{INT4_ACCURACY}"}
 BUILD_TIMEOUT_S = 900             # a child build that takes longer is killed
 # torch.onnx.export keeps its state in module globals: two exports at once in one process fail
 # ("GLOBALS.in_onnx_export must be ..."), so builds take turns, whoever asks.
@@ -56,7 +60,7 @@ def available(kind: str = "int8") -> str | None:
         except (ImportError, ValueError):    # e.g. a module set to None in sys.modules
             found = False
         if not found:
-            return (f"ONNX Runtime's 4-bit quantizer needs onnx-ir (pip install onnx-ir)" if name == "onnx_ir" else
+            return ("ONNX Runtime's 4-bit quantizer needs onnx-ir (pip install onnx-ir)" if name == "onnx_ir" else
                     f"ONNX Runtime is not installed ({name} missing): pip install onnxruntime onnx")
     return None
 
@@ -77,7 +81,7 @@ def key_dir(cache: str | os.PathLike, checkpoint_sha256: str) -> Path:
 
 def onnx_path(cache: str | os.PathLike, kind: str, checkpoint_sha256: str) -> Path:
     """Where the export of ``kind`` for this checkpoint and these versions lives (whole, or absent)."""
-    return key_dir(cache, checkpoint_sha256) / f"wlm-{kind}.onnx"
+    return key_dir(cache, checkpoint_sha256) / f"wlm-{FILE_KINDS.get(kind, kind)}.onnx"
 
 
 def clean_cache(cache: str | os.PathLike) -> list[Path]:
@@ -193,15 +197,21 @@ def _quantize_int4(src: Path, dst) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    with tempfile.TemporaryDirectory(prefix="wlm-int4-") as tmp:
-        lstm = Path(tmp) / "lstm-int8.onnx"
+    # the LSTM-only model, beside the result as a part file: if this process is killed, the build's
+    # parent (or the next start) removes it with the other stale parts (wlm.storage.stale_parts)
+    folder = Path(dst).parent
+    fd, lstm = tempfile.mkstemp(dir=folder, prefix=temp_prefix(folder / "wlm-int4-lstm.onnx"), suffix=".part")
+    os.close(fd)
+    try:
         quantize_dynamic(src, lstm, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
-        config = DefaultWeightOnlyQuantConfig(block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=4, bits=4,
-                                              op_types_to_quantize=("MatMul", "Gather"),
+        config = DefaultWeightOnlyQuantConfig(block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=INT4_ACCURACY,
+                                              bits=4, op_types_to_quantize=("MatMul", "Gather"),
                                               quant_axes=(("MatMul", 0), ("Gather", 1)))
-        quantizer = MatMulNBitsQuantizer(str(lstm), algo_config=config)
+        quantizer = MatMulNBitsQuantizer(lstm, algo_config=config)
         quantizer.process()
         quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+    finally:
+        Path(lstm).unlink(missing_ok=True)
 
 
 def _module_of(initializer: str) -> str:

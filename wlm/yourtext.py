@@ -65,7 +65,7 @@ def word_tip(result: ScoreResult, i: int) -> str:
     d = result.dlogp[i]
     lines = [f"{result.words[i]}" + (f" (read as {result.tokens[i]})" if result.tokens[i] != result.words[i] else ""),
              f"p({ref}) = {format_p(a)}, p({var}) = {format_p(b)}",
-             f"Δ log p = {d:+.3f} (×{math.exp(d):.3f}), KL = {result.kl[i]:.4f} nats"]
+             f"Δ log p = {fmt_pm(d, None, 3)} (×{math.exp(d):.3f}), KL = {result.kl[i]:.4f} nats"]
     if not result.top1_same[i]:
         lines.append(f"here {ref} and {var} rank a different word first")
     return "\n".join(lines)
@@ -120,7 +120,7 @@ def summary(result: ScoreResult) -> str:
            f"Top-1 agreement **{result.top1:.1%}** ({sum(result.top1_same)} of {n} positions) · mean "
            f"KL({ref} ‖ {var}) **{result.kl_mean:.4f}** nats."]
     rows = [f"| {md_escape(result.words[i])} | {format_p(math.exp(m[ref].logp[i]))} | "
-            f"{format_p(math.exp(m[var].logp[i]))} | {result.dlogp[i]:+.3f} |" for i in result.most_changed(TOP_WORDS)]
+            f"{format_p(math.exp(m[var].logp[i]))} | {fmt_pm(result.dlogp[i], None, 3)} |" for i in result.most_changed(TOP_WORDS)]
     out.append(f"Words {var} changed most:\n\n| word | p({ref}) | p({var}) | Δ log p |\n|---|---:|---:|---:|\n"
                + "\n".join(rows))
     if result.unknown:

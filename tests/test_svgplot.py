@@ -59,3 +59,20 @@ def test_ticks_cover_the_range():
     for lo, hi in [(0, 1), (28.6, 113.9), (-0.0003, 0.0023), (400, 3200), (5, 5)]:
         t = _ticks(lo, hi)
         assert t[0] <= lo and t[-1] >= hi and len(t) <= 8
+
+
+def test_a_points_name_is_written_over_every_dot_with_a_halo():
+    """Named points beside unnamed ones: a name goes to the side of its dot that no other dot takes;
+    it comes after every dot (drawn on top) and keeps a rim of the background, so where a dot must
+    land under a name it never hides it."""
+    from wlm.svgplot import lines_svg
+    svg = lines_svg({"s": [(1, 1), (2, 2)]}, "x", "y", "t", points=[("qint8", 1.5, 1.5), ("near", 1.52, 1.5)],
+                    point_labels={"qint8"})
+    last_dot = svg.rindex("<circle")
+    name = re.search(r'<text class="point-name"[^>]*style="([^"]*)">qint8</text>', svg)
+    assert name and name.start() > last_dot and "paint-order: stroke" in name.group(1)
+    assert svg.count('class="point-name"') == 1                        # only the names asked for
+    cx = float(re.search(r'<title>qint8:[^<]*</title><circle cx="([\d.]+)"', svg).group(1))
+    near = float(re.search(r'<title>near:[^<]*</title><circle cx="([\d.]+)"', svg).group(1))
+    x = float(re.search(r'<text class="point-name" x="([\d.]+)"', svg).group(1))
+    assert near > cx and x + 6.6 * len("qint8") < cx            # its neighbour on the right: the name on the left

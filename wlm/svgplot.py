@@ -18,6 +18,9 @@ import math
 W, H = 560, 300                                     # a chart in half a row; wide ones get more width
 LEFT, RIGHT, TOP, BOTTOM = 78, 150, 34, 46        # room for tick labels and the names
 INK = "var(--body-text-color, #1f2937)"
+# a name written over the marks keeps a rim of the page's background, so a dot under it never hides it
+HALO = ("paint-order: stroke; stroke: var(--body-background-fill, #ffffff); stroke-width: 3px; "
+        "stroke-linejoin: round")
 GRID = "var(--border-color-primary, #d1d5db)"
 ROW = 24                                            # px per row of a horizontal bar chart
 FALLBACK = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
@@ -117,25 +120,31 @@ class _Axis:
         return self.a + (t - self.lo) / ((self.hi - self.lo) or 1) * (self.b - self.a)
 
 
-def _label_spots(dots: list[tuple[float, float]], names: list[str], x_min: float, x_max: float
-                 ) -> list[tuple[float, float, float, float]]:
+def _label_spots(dots: list[tuple[float, float]], names: list[str], x_min: float, x_max: float,
+                 unnamed: list[tuple[float, float]] = ()) -> list[tuple[float, float, float, float]]:
     """A box for each name beside its dot (pixels), clear of the other names and dots where the
-    room allows: tried right and left of the dot, a little above and below, further each time."""
+    room allows: first right beside the dot and clear of every dot (``unnamed``: dots drawn without
+    a name); else tried right and left, a little above and below, further each time, clear of the
+    names and the named dots (the name is then drawn over an unnamed dot, with a halo)."""
     placed: list[tuple[float, float, float, float]] = []
     for k, (name, (cx, cy)) in enumerate(zip(names, dots)):
         w = 6.6 * len(name)
+        named = [d for j, d in enumerate(dots) if j != k]
         spot = None
-        for dy in (4, -8, 16, -20, 28, -32, 40, -44, 52):
-            for side in (1, -1):
-                lx = cx + 8 if side > 0 else cx - 8 - w
-                if lx < x_min + 2 or lx + w > x_max - 2:
-                    continue
-                box = (lx, cy + dy - 10, lx + w, cy + dy + 2)
-                clear = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
-                clear = clear and not any(box[0] - 3 < dx < box[2] + 3 and box[1] - 3 < dyy < box[3] + 3
-                                          for j, (dx, dyy) in enumerate(dots) if j != k)
-                if clear:
-                    spot = box
+        for offsets, others in (((4, -8), named + list(unnamed)), ((4, -8, 16, -20, 28, -32, 40, -44, 52), named)):
+            for dy in offsets:
+                for side in (1, -1):
+                    lx = cx + 8 if side > 0 else cx - 8 - w
+                    if lx < x_min + 2 or lx + w > x_max - 2:
+                        continue
+                    box = (lx, cy + dy - 10, lx + w, cy + dy + 2)
+                    clear = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
+                    clear = clear and not any(box[0] - 3 < dx < box[2] + 3 and box[1] - 3 < dyy < box[3] + 3
+                                              for dx, dyy in others)
+                    if clear:
+                        spot = box
+                        break
+                if spot:
                     break
             if spot:
                 break
@@ -352,13 +361,16 @@ def lines_svg(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel:
         out.append("</g>")
     dots = [(sx(x), sy(y)) for _, x, y in named]
     written = [n for n, _, _ in named if point_labels is None or n in point_labels]
-    spots = dict(zip(written, _label_spots([d for d, (n, _, _) in zip(dots, named) if n in written], written, x0, x1)))
+    spots = dict(zip(written, _label_spots([d for d, (n, _, _) in zip(dots, named) if n in written], written, x0, x1,
+                                           unnamed=[d for d, (n, _, _) in zip(dots, named) if n not in written])))
     for k, (name, x, y) in enumerate(named):
         cx, cy = dots[k]
-        label = f'<text x="{spots[name][0]:.1f}" y="{spots[name][3] - 2:.1f}">{esc(name)}</text>' if name in spots else ""
         out.append(f'<g class="point"><title>{esc(name)}: {esc(xlabel)} {_fmt(x, log_x)}, {esc(ylabel)} '
                    f'{_fmt(y, log_y)}</title><circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" '
-                   f'fill="{_color(colors, name, k + len(pts))}" style="stroke: {INK}" stroke-width="0.6"/>{label}</g>')
+                   f'fill="{_color(colors, name, k + len(pts))}" style="stroke: {INK}" stroke-width="0.6"/></g>')
+    for name in written:                         # the names last: over every dot, each with its halo
+        out.append(f'<text class="point-name" x="{spots[name][0]:.1f}" y="{spots[name][3] - 2:.1f}" '
+                   f'style="{HALO}">{esc(name)}</text>')
     legend = [n for n in pts if pts[n]] + ([n for n, _, _ in named] if point_labels is not None else [])
     _legend(out, legend, colors, x=x1 + 12)
     out.append("</svg>")

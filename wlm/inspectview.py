@@ -42,15 +42,11 @@ analysis also chooses a recipe: `qint8-mixed`, offered with the variants."""
 SHORT = {"int8-per-channel": "per channel", "8bit-rows": "8-bit rows", "int8": "int8"}
 
 
-def _pm(v: float, se, digits: int) -> str:
-    return fmt_pm(v, se, digits)
-
-
 def table(report: dict) -> pd.DataFrame:
     rows = [[m["module"], m["option"] or "(ONNX Runtime)", m["weight_sqnr_db"], m["shadow_sqnr_db"],
-             m["running_sqnr_db"], m["alone_option"], _pm(m["alone_dloss"], m.get("alone_dloss_se"), 5)
+             m["running_sqnr_db"], m["alone_option"], fmt_pm(m["alone_dloss"], m.get("alone_dloss_se"), 5)
              + (" (noise)" if within_noise(m["alone_dloss"], m.get("alone_dloss_se")) else ""),
-             _pm(m["alone_kl"], m.get("alone_kl_se"), 6).lstrip("+"), round(m["alone_top1"], 4)]
+             fmt_pm(m["alone_kl"], m.get("alone_kl_se"), 6, False), round(m["alone_top1"], 4)]
             for m in report["modules"]]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 

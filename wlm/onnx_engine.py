@@ -44,6 +44,9 @@ INT4_BLOCK = 32                   # inputs per scale of the 4-bit weights (as th
 INT4_ACCURACY = 4                 # MatMulNBits' accuracy_level: 4 = the activations quantized to int8, int8 dot products
 # a kind's settings that the cache key (library versions, opset) does not hold go into its file's name
 FILE_KINDS = {"int4": f"int4-g{INT4_BLOCK}-a{INT4_ACCURACY}"}
+QUANTIZING = {"int8": "int8: onnxruntime.quantization.quantize_dynamic",
+              "int8-per-channel": "int8, per channel: onnxruntime.quantization.quantize_dynamic",
+              "int4": "LSTM int8, decoder and embedding 4-bit: MatMulNBitsQuantizer"}
 BUILD_TIMEOUT_S = 900             # a child build that takes longer is killed
 # torch.onnx.export keeps its state in module globals: two exports at once in one process fail
 # ("GLOBALS.in_onnx_export must be ..."), so builds take turns, whoever asks.
@@ -173,30 +176,27 @@ def _build(model: nn.Module, checkpoint_sha256: str, cache: Path, kind: str, pro
         if progress:
             progress("exporting the checkpoint to ONNX")
         export(model, path)
-    elif kind == "int4":
-        src = _build(model, checkpoint_sha256, cache, "fp32", progress)
-        if progress:
-            progress("quantizing the ONNX model: LSTM int8, decoder and embedding 4-bit (MatMulNBits)")
-        atomic_write(path, lambda tmp: _quantize_int4(src, tmp))
     else:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
         src = _build(model, checkpoint_sha256, cache, "fp32", progress)
         if progress:
-            progress("quantizing the ONNX model to int8 (onnxruntime.quantization.quantize_dynamic)")
+            progress(f"quantizing the ONNX model ({QUANTIZING[kind]})")
         import logging
         logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))   # its pre-processing hint
-        atomic_write(path, lambda tmp: quantize_dynamic(src, tmp, weight_type=QuantType.QInt8,
-                                     per_channel=kind == "int8-per-channel"))
+        quantize = _quantize_int4 if kind == "int4" else _quantize_int8
+        atomic_write(path, lambda tmp: quantize(src, tmp, kind))
     return path
 
 
-def _quantize_int4(src: Path, dst) -> None:
-    """``int4`` (see the module's docstring) from the fp32 export ``src``, written to ``dst``."""
-    import logging
+def _quantize_int8(src: Path, dst, kind: str) -> None:
+    """``int8`` / ``int8-per-channel``: ONNX Runtime's stock dynamic quantization of every part."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=kind == "int8-per-channel")
 
+
+def _quantize_int4(src: Path, dst, kind: str = "int4") -> None:
+    """``int4`` (see the module's docstring) from the fp32 export ``src``, written to ``dst``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
     # the LSTM-only model, beside the result as a part file: if this process is killed, the build's
     # parent (or the next start) removes it with the other stale parts (wlm.storage.stale_parts)
     folder = Path(dst).parent

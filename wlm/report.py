@@ -31,15 +31,19 @@ def full_split(store, checkpoint_sha256: str) -> dict | None:
     return max(records, key=lambda r: (len(r["variants"]), r.get("when", ""))) if records else None
 
 
+def step_ms(record: dict, model: str) -> float | None:
+    """The median time of one generation step (W2: one token per call) the record has for ``model``."""
+    return ((record.get("speed") or {}).get(model) or {}).get("w2_ms", {}).get("median")
+
+
 def short_table(record: dict) -> str:
     """The README's table: size, loss change, KL, top-1, evaluation speed-up (calls of 25 tokens)
     and the time of one generation step (one token per call) of each variant."""
     lines = ["| variant | size MB | loss change (nats) | KL (nats) | top-1 | eval speed-up [95%] | ms per word |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     slow = set(record.get("no_speed", ()))
-    speed = record.get("speed") or {}
     for m in rows_of(record):
-        w2 = (speed.get(m.model) or {}).get("w2_ms", {}).get("median")
+        w2 = step_ms(record, m.model)
         step = "" if w2 is None or m.model in slow else f"{w2:.2f}"
         if m.model == "fp32":
             lines.append(f"| fp32 | {m.size_mb:.1f} | 0 | 0 | 1 | 1.00x | {step} |")
@@ -91,7 +95,7 @@ def measure_section(record: dict) -> str:
                        f"{fmt_pm(a.kl_mean, a.kl_mean_se, 5, False)} |")
         up = f"{m.speedup:.2f}x" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + (
             " (fp32 compute: no speed claimed)" if m.model in slow else "")
-        w2 = (speed.get(m.model) or {}).get("w2_ms", {}).get("median")
+        w2 = step_ms(record, m.model)
         words = (gen.get(m.model) or {}).get("words_per_s")
         out.append(f"| {m.model} | {engines.get(m.model, '')} | {m.size_mb:.2f} | {quality} {m.seconds:.1f} | "
                    f"{m.tokens_per_s:,.0f} | {up} | {'' if w2 is None else f'{w2:.2f}'} | "

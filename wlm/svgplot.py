@@ -127,27 +127,22 @@ def _label_spots(dots: list[tuple[float, float]], names: list[str], x_min: float
     a name); else tried right and left, a little above and below, further each time, clear of the
     names and the named dots (the name is then drawn over an unnamed dot, with a halo)."""
     placed: list[tuple[float, float, float, float]] = []
+
+    def beside(cx, cy, w, offsets):
+        for dy in offsets:
+            for lx in (cx + 8, cx - 8 - w):                  # right of the dot, then left
+                yield lx, cy + dy - 10, lx + w, cy + dy + 2
+
+    def clear(box, others) -> bool:
+        return (box[0] >= x_min + 2 and box[2] <= x_max - 2
+                and all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
+                and not any(box[0] - 3 < dx < box[2] + 3 and box[1] - 3 < dy < box[3] + 3 for dx, dy in others))
+
     for k, (name, (cx, cy)) in enumerate(zip(names, dots)):
         w = 6.6 * len(name)
         named = [d for j, d in enumerate(dots) if j != k]
-        spot = None
-        for offsets, others in (((4, -8), named + list(unnamed)), ((4, -8, 16, -20, 28, -32, 40, -44, 52), named)):
-            for dy in offsets:
-                for side in (1, -1):
-                    lx = cx + 8 if side > 0 else cx - 8 - w
-                    if lx < x_min + 2 or lx + w > x_max - 2:
-                        continue
-                    box = (lx, cy + dy - 10, lx + w, cy + dy + 2)
-                    clear = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
-                    clear = clear and not any(box[0] - 3 < dx < box[2] + 3 and box[1] - 3 < dyy < box[3] + 3
-                                              for dx, dyy in others)
-                    if clear:
-                        spot = box
-                        break
-                if spot:
-                    break
-            if spot:
-                break
+        spot = (next((b for b in beside(cx, cy, w, (4, -8)) if clear(b, named + list(unnamed))), None)
+                or next((b for b in beside(cx, cy, w, (4, -8, 16, -20, 28, -32, 40, -44, 52)) if clear(b, named)), None))
         placed.append(spot or (cx + 8, cy - 6, cx + 8 + w, cy + 6))
     return placed
 
